@@ -1,0 +1,303 @@
+"""The public activation objects and the registry that defines them."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from fastact import _cpu
+from fastact._arrays import Layout, as_input, check_out
+
+REGISTRY: dict[str, Activation] = {}
+
+
+def define(factory=None, *, params: dict[str, Any] | None = None, cls=None):
+    """Register an activation from its definition.
+
+    ``factory(m)`` receives a :class:`fastact._math.MathLib` and returns the
+    scalar function ``f(x, *params) -> (f(x), f'(x))``. ``params`` maps the
+    keyword parameters (PyTorch's names) to their defaults, in the order ``f``
+    takes them. The factory's docstring becomes the activation's docstring.
+    """
+
+    def register(factory):
+        base = cls or Activation
+        name = factory.__name__
+        # A class per activation, so that help(fa.NAME) shows its docstring.
+        kind = type(
+            f"{name.title().replace('_', '')}Activation",
+            (base,),
+            {"__doc__": factory.__doc__, "__module__": factory.__module__},
+        )
+        act = kind(name, factory, dict(params or {}))
+        if name in REGISTRY:
+            raise ValueError(f"activation {name!r} is defined twice")
+        REGISTRY[name] = act
+        return act
+
+    return register(factory) if factory is not None else register
+
+
+class Activation:
+    """An elementwise activation: value, derivative, both fused, backward.
+
+    Every method takes NumPy arrays (float32 or float64, any shape and strides)
+    or anything ``numpy.asarray`` accepts, and keyword parameters with
+    PyTorch's names and defaults. ``out=`` buffers are validated, written and
+    returned.
+    """
+
+    def __init__(self, name: str, factory: Callable, params: dict[str, Any]):
+        self.name = name
+        self.factory = factory
+        self.params = params
+        self._scalars: dict = {}
+        self._scalar_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"<fastact activation {self.name}({args})>"
+
+    def __reduce__(self):
+        return (_lookup, (self.name,))
+
+    # -- definition ---------------------------------------------------------
+    def scalar(self, dtype) -> Callable:
+        """The jitted scalar function ``f(x, *params) -> (f(x), f'(x))`` for ``dtype``."""
+        dtype = np.dtype(dtype)
+        with self._scalar_lock:
+            f = self._scalars.get(dtype)
+            if f is None:
+                from numba.extending import register_jitable
+
+                from fastact._config import ERROR_MODEL, FASTMATH
+                from fastact._math import mathlib
+
+                f = register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL)(
+                    self.factory(mathlib(dtype))
+                )
+                self._scalars[dtype] = f
+        return f
+
+    # -- parameters ---------------------------------------------------------
+    def _params(self, method: str, given: dict) -> dict:
+        unknown = set(given) - set(self.params)
+        if unknown:
+            expected = ", ".join(self.params) or "none"
+            raise TypeError(
+                f"{self.name}.{method}() got unexpected keyword argument(s) "
+                f"{', '.join(sorted(unknown))}; its parameters: {expected}"
+            )
+        values = dict(self.params)
+        values.update(given)
+        for key, value in values.items():
+            if key in ("training", "seed"):
+                continue
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{self.name}: {key} must be a real number, got {value!r}")
+        return values
+
+    def _kernel_params(self, values: dict, dtype) -> tuple:
+        return tuple(dtype.type(values[k]) for k in self.params)
+
+    # -- entry points --------------------------------------------------------
+    def __call__(self, x, *, out=None, **params):
+        """f(x), elementwise."""
+        return self._elementwise("forward", (x,), out, params, ("x",), 1)
+
+    def derivative(self, x, *, out=None, **params):
+        """f'(x), elementwise, computed from x."""
+        return self._elementwise("derivative", (x,), out, params, ("x",), 1)
+
+    def fused(self, x, *, out=None, **params):
+        """``(f(x), f'(x))`` in one pass over memory; ``out=(y, dy)``."""
+        return self._elementwise("fused", (x,), out, params, ("x",), 2)
+
+    def backward(self, grad_out, x, *, out=None, **params):
+        """``grad_out * f'(x)`` in one pass, f' recomputed from x."""
+        return self._elementwise("backward", (grad_out, x), out, params, ("grad_out", "x"), 1)
+
+    # -- machinery -------------------------------------------------------------
+    def _prepare(self, method, arrays, names, out, n_out):
+        arrays = [as_input(a, f"{self.name}.{method}: {n}") for a, n in zip(arrays, names)]
+        shape = arrays[-1].shape
+        for a, n in zip(arrays, names):
+            if a.shape != shape:
+                raise ValueError(
+                    f"{self.name}.{method}: {n} has shape {a.shape}, but x has shape {shape}"
+                )
+        dtype = np.result_type(*arrays)
+        arrays = [a.astype(dtype, copy=False) for a in arrays]
+        if n_out == 1:
+            outs = [out]
+        elif out is None:
+            outs = [None, None]
+        else:
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise TypeError(
+                    f"{self.name}.{method}: out must be a pair (y, dy) of arrays, got {type(out).__name__}"
+                )
+            outs = list(out)
+        outs = [
+            None if o is None else check_out(o, shape, dtype, f"{self.name}.{method}: out[{i}]" if n_out > 1 else f"{self.name}.{method}: out")
+            for i, o in enumerate(outs)
+        ]
+        scalar = all(a.ndim == 0 for a in arrays) and all(o is None for o in outs)
+        return arrays, outs, shape, dtype, scalar
+
+    @staticmethod
+    def _result(results, scalar, n_out):
+        if scalar:
+            results = [r[()] for r in results]
+        return results[0] if n_out == 1 else tuple(results)
+
+    def _elementwise(self, mode, arrays, out, params, names, n_out):
+        values = self._params(mode, params)
+        arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
+        layout = Layout(arrays, outs, shape, dtype)
+        size = int(np.prod(shape))
+        if size:
+            self._launch(mode, dtype, layout, size, values)
+        return self._result(layout.finish(), scalar, n_out)
+
+    def _launch(self, mode, dtype, layout, size, values):
+        _cpu.launch(
+            self, dtype, mode, "elementwise", size,
+            layout.flat_inputs, layout.flat_buffers, self._kernel_params(values, dtype),
+        )
+
+
+def _lookup(name: str) -> Activation:
+    return REGISTRY[name]
+
+
+class RReLU(Activation):
+    """RReLU: random slopes in training, their mean in evaluation."""
+
+    def _params(self, method, given):
+        values = super()._params(method, given)
+        lower, upper = float(values["lower"]), float(values["upper"])
+        if not lower <= upper:
+            raise ValueError(f"rrelu: lower ({lower}) must not exceed upper ({upper})")
+        if not isinstance(values["training"], (bool, np.bool_)):
+            raise TypeError(f"rrelu: training must be a bool, got {values['training']!r}")
+        seed = values["seed"]
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"rrelu: seed must be an int or None, got {seed!r}")
+        if values["training"] and seed is None:
+            if method == "backward":
+                raise ValueError(
+                    "rrelu.backward in training mode needs the seed of the forward pass "
+                    "(without it the slopes would be drawn afresh)"
+                )
+            values["seed"] = secrets.randbits(64)
+        return values
+
+    def _launch(self, mode, dtype, layout, size, values):
+        lower, upper = values["lower"], values["upper"]
+        if not values["training"]:
+            slope = (dtype.type((float(lower) + float(upper)) / 2),)
+            _cpu.launch(self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, slope)
+            return
+        seed = int(values["seed"]) & (2**64 - 1)
+        k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
+        lower_t = dtype.type(lower)
+        width = dtype.type(float(upper) - float(lower))
+        _cpu.launch(
+            self, dtype, mode, "random", size,
+            layout.flat_inputs, layout.flat_buffers, lower_t, width, k0, k1,
+        )
+
+
+class PReLU(Activation):
+    """PReLU: the leaky slope is a weight of 1 or C values (C on dim 1)."""
+
+    def __call__(self, x, weight, *, out=None):
+        """f(x) with slope ``weight`` for the channel of each element."""
+        return self._channelwise("forward", (x,), weight, out, ("x",), 1)
+
+    def derivative(self, x, weight, *, out=None):
+        """∂f/∂x, elementwise."""
+        return self._channelwise("derivative", (x,), weight, out, ("x",), 1)
+
+    def fused(self, x, weight, *, out=None):
+        """``(f(x), ∂f/∂x)`` in one pass; ``out=(y, dy)``."""
+        return self._channelwise("fused", (x,), weight, out, ("x",), 2)
+
+    def backward(self, grad_out, x, weight, *, out=None):
+        """``(grad_out * ∂f/∂x, grad_weight)``; ``out`` is the grad_x buffer."""
+        return self._channelwise("backward", (grad_out, x), weight, out, ("grad_out", "x"), 1)
+
+    def _weight(self, method, weight, shape, dtype):
+        w = as_input(weight, f"prelu.{method}: weight")
+        if w.ndim > 1:
+            raise ValueError(f"prelu.{method}: weight must be 1-D (1 or C values), got shape {w.shape}")
+        w = np.ascontiguousarray(w.reshape(-1), dtype=dtype)
+        if w.size == 1:
+            return w, 1
+        if len(shape) == 0:
+            raise ValueError(f"prelu.{method}: a 0-d input takes a weight of 1 value, got {w.size}")
+        channels = shape[1] if len(shape) >= 2 else shape[0]
+        if w.size != channels:
+            axis = 1 if len(shape) >= 2 else 0
+            raise ValueError(
+                f"prelu.{method}: weight has {w.size} values, but input of shape {shape} "
+                f"has {channels} channels on dim {axis} (weight takes 1 or {channels} values)"
+            )
+        return w, channels
+
+    def _channelwise(self, mode, arrays, weight, out, names, n_out):
+        arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
+        w, channels = self._weight(mode, weight, shape, dtype)
+        size = int(np.prod(shape))
+        if channels > 1:
+            # The channel of an element follows its logical (C-order) position.
+            arrays = [np.ascontiguousarray(a) for a in arrays]
+        layout = Layout(arrays, outs, shape, dtype)
+        inner = int(np.prod(shape[2:])) if len(shape) >= 2 else 1
+        grad_weight = None
+        if size:
+            if mode == "backward":
+                grad_weight = self._backward(layout, w, channels, inner, size, dtype)
+            elif channels == 1:
+                _cpu.launch(self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, (w[0],))
+            else:
+                loop = "rows" if inner > 1 else "lanes"
+                _cpu.launch(
+                    self, dtype, mode, loop, size,
+                    layout.flat_inputs, layout.flat_buffers, w, np.int64(channels), np.int64(inner),
+                )
+        elif mode == "backward":
+            grad_weight = np.zeros(w.size, dtype)
+        result = self._result(layout.finish(), scalar, n_out)
+        if mode == "backward":
+            return result, grad_weight
+        return result
+
+    def _backward(self, layout, w, channels, inner, size, dtype):
+        from fastact._config import REDUCTION_BLOCK
+
+        g, x = layout.flat_inputs
+        (gx,) = layout.flat_buffers
+        if channels == 1:
+            partial = np.empty(-(-size // REDUCTION_BLOCK), dtype)
+            _cpu.launch(self, dtype, "prelu_backward", "elementwise", size, g, x, gx, partial, w)
+            return np.array([partial.sum()], dtype)
+        if inner > 1:
+            partial = np.empty(size // inner, dtype)
+            _cpu.launch(
+                self, dtype, "prelu_backward", "rows", size,
+                g, x, gx, partial, w, np.int64(channels), np.int64(inner),
+            )
+            return partial.reshape(-1, channels).sum(axis=0)
+        rows = size // channels
+        rows_per_block = max(1, REDUCTION_BLOCK // channels)
+        partial = np.empty((-(-rows // rows_per_block), channels), dtype)
+        _cpu.launch(
+            self, dtype, "prelu_backward", "lanes", size,
+            g, x, gx, partial, w, np.int64(channels), np.int64(rows_per_block),
+        )
+        return partial.sum(axis=0)

@@ -1,0 +1,22 @@
+"""Compilation settings shared by every kernel, kept in one place."""
+
+# LLVM fast-math flags for every kernel. Only FMA contraction: it makes the
+# polynomials both faster and more accurate. The blanket ``fastmath=True`` set
+# would add ``nnan``/``ninf``/``nsz``, which let LLVM drop NaN propagation and
+# the sign of -0.0, and ``arcp``/``afn`` would loosen the 4-ULP contract.
+FASTMATH = frozenset({"contract"})
+
+# Reductions (PReLU's grad_weight) may reassociate within one fixed-size block
+# so that LLVM vectorizes them; blocks are fixed by the shape alone, so the
+# result does not depend on the number of threads.
+FASTMATH_REDUCTION = frozenset({"contract", "reassoc"})
+
+# NumPy's error model: no Python-style ZeroDivisionError checks in the loops.
+ERROR_MODEL = "numpy"
+
+# Below this many elements a call runs the single-threaded kernel: waking the
+# thread pool costs about 5-10 us here, more than the work it would share.
+PARALLEL_MIN_SIZE = 1 << 15
+
+# Fixed block length of the deterministic reductions.
+REDUCTION_BLOCK = 1 << 12
