@@ -50,69 +50,82 @@ def _jit(fn, parallel: bool, fastmath=FASTMATH):
         return njit(**options)(fn)
 
 
-def _elements(f, mode: str):
-    """The per-element body of ``mode`` as a jitted ``elem(ins, outs, i, *params)``."""
+def _store(mode: str):
+    """``store(ins, outs, i, y, d)``: write element i of ``mode`` from f and f'.
+
+    Inlined at Numba IR level so that the loop body is one function that LLVM
+    vectorizes; the scalar ``f`` is called from the loop itself (measured: an
+    un-inlined call layer in between left a fused tanh unvectorized, 270 ms
+    instead of 17 ms at 2^24 float32). The input ``x`` is always ``ins[-1]``;
+    for ``forward`` the unused derivative is removed as dead code.
+    """
     from numba.extending import register_jitable
 
     if mode == "forward":
 
-        def elem(ins, outs, i, *p):
-            outs[0][i] = f(ins[0][i], *p)[0]
+        def store(ins, outs, i, y, d):
+            outs[0][i] = y
 
     elif mode == "derivative":
 
-        def elem(ins, outs, i, *p):
-            outs[0][i] = f(ins[0][i], *p)[1]
+        def store(ins, outs, i, y, d):
+            outs[0][i] = d
 
     elif mode == "fused":
 
-        def elem(ins, outs, i, *p):
-            y, d = f(ins[0][i], *p)
+        def store(ins, outs, i, y, d):
             outs[0][i] = y
             outs[1][i] = d
 
     elif mode == "backward":
 
-        def elem(ins, outs, i, *p):
-            outs[0][i] = ins[0][i] * f(ins[1][i], *p)[1]
+        def store(ins, outs, i, y, d):
+            outs[0][i] = ins[0][i] * d
 
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL)(elem)
+    return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(store)
 
 
-def _loop(elem, loop: str, m):
+def _loop(f, store, loop: str, m):
     from numba import prange
 
     if loop == "elementwise":
 
         def kernel(ins, outs, p):
-            for i in prange(ins[0].shape[0]):
-                elem(ins, outs, i, *p)
+            x = ins[-1]
+            for i in prange(x.shape[0]):
+                y, d = f(x[i], *p)
+                store(ins, outs, i, y, d)
 
     elif loop == "rows":
 
         def kernel(ins, outs, w, channels, inner):
-            for r in prange(ins[0].shape[0] // inner):
+            x = ins[-1]
+            for r in prange(x.shape[0] // inner):
                 s = w[r % channels]
-                base = r * inner
-                for k in range(inner):
-                    elem(ins, outs, base + k, s)
+                for i in range(r * inner, (r + 1) * inner):
+                    y, d = f(x[i], s)
+                    store(ins, outs, i, y, d)
 
     elif loop == "lanes":
 
         def kernel(ins, outs, w, channels, inner):
-            for r in prange(ins[0].shape[0] // channels):
+            x = ins[-1]
+            for r in prange(x.shape[0] // channels):
                 base = r * channels
                 for c in range(channels):
-                    elem(ins, outs, base + c, w[c])
+                    y, d = f(x[base + c], w[c])
+                    store(ins, outs, base + c, y, d)
 
     elif loop == "random":
         uniform = m.uniform
 
         def kernel(ins, outs, lower, width, k0, k1):
-            for i in prange(ins[0].shape[0]):
-                elem(ins, outs, i, lower + width * uniform(i, k0, k1))
+            x = ins[-1]
+            for i in prange(x.shape[0]):
+                y, d = f(x[i], lower + width * uniform(i, k0, k1))
+                store(ins, outs, i, y, d)
 
     else:
         raise ValueError(f"unknown loop {loop!r}")
@@ -192,7 +205,7 @@ def get_kernel(activation, dtype, mode: str, loop: str = "elementwise", parallel
                 py = _prelu_backward_loop(f, loop, m)
                 kernel = _jit(py, parallel, FASTMATH_REDUCTION)
             else:
-                py = _loop(_elements(f, mode), loop, m)
+                py = _loop(f, _store(mode), loop, m)
                 kernel = _jit(py, parallel)
             _kernels[key] = kernel
     return kernel
