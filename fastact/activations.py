@@ -84,11 +84,12 @@ def tanh(m):
         q = recip1p(e)
         # Both branches are computed and one selected: a branch would keep
         # LLVM from vectorizing the loop.
+        # Computed on |x| and signed last, so that tanh(-0.0) = -0.0.
         near = a < small
-        ys = tanh_small(x)
+        ys = tanh_small(a)
         # Near 0, 1 - y^2 has no cancellation (y^2 < 0.31) and is more accurate
         # than 4e/(1+e)^2, whose result sits just below 1.
-        y = ys if near else copysign((one - e) * q, x)
+        y = copysign(ys if near else (one - e) * q, x)
         d = (one - ys * ys) if near else (four * e) * (q * q)
         return y, d
 

@@ -1,0 +1,106 @@
+"""Slow, obviously-correct references, written independently of the kernels.
+
+Values are computed in higher precision than the dtype under test: float64
+for float32 inputs, ``np.longdouble`` (x87 80-bit: 64-bit significand) for
+float64 inputs, and the formulas differ from the kernels' (which use
+``exp(-|x|)`` and ``1 / (1 + e)``): libm's tanh and cosh, and
+``sigmoid'(x) = sigmoid(x) * sigmoid(-x)``. ``test_references.py`` checks these
+against mpmath.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant >= 63
+
+
+def wide(dtype):
+    """The type a reference is computed in for inputs of ``dtype``."""
+    return np.float64 if np.dtype(dtype) == np.float32 else np.longdouble
+
+
+def _sigmoid(x):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x)), 1 / ((1 + np.exp(-x)) * (1 + np.exp(x)))
+
+
+def _tanh(x):
+    with np.errstate(over="ignore"):
+        c = np.cosh(x)
+        return np.tanh(x), 1 / (c * c)
+
+
+def _relu(x):
+    # -0.0 and NaN pass through (x < 0 is False for both); f'(0) = 0.
+    return np.where(x < 0, x.dtype.type(0), x), np.where(np.isnan(x), x, (x > 0).astype(x.dtype))
+
+
+def _leaky(x, negative_slope):
+    a = x.dtype.type(negative_slope)
+    return np.where(x > 0, x, x * a), np.where(np.isnan(x), x, np.where(x > 0, x.dtype.type(1), a))
+
+
+PIECEWISE_LINEAR = ("relu", "leaky_relu")
+
+REFERENCES = {
+    "sigmoid": _sigmoid,
+    "tanh": _tanh,
+    "relu": _relu,
+    "leaky_relu": _leaky,
+}
+
+
+def reference(name, x, dtype, **params):
+    """(f, f') of activation ``name`` at x (values of ``dtype``) in wider precision.
+
+    Parameters are first rounded to ``dtype``, as the kernels receive them.
+    The piecewise-linear functions are evaluated in ``dtype`` itself: their
+    one IEEE multiply is correctly rounded, which is what "exact" means there
+    (a wider product rounded twice could differ in the last bit).
+    """
+    if name in PIECEWISE_LINEAR:
+        dtype = np.dtype(dtype)
+        x = np.asarray(x, dtype)
+        return REFERENCES[name](x, **{k: dtype.type(v) for k, v in params.items()})
+    xw = np.asarray(x, dtype).astype(wide(dtype))
+    params = {k: wide(dtype)(np.asarray(v, dtype)) for k, v in params.items()}
+    return REFERENCES[name](xw, **params)
+
+
+def ulp_error(actual, exact, dtype):
+    """Error of ``actual`` in ULPs of ``dtype`` at ``exact``, where ``exact`` is normal.
+
+    Returns (errors, mask of the elements measured).
+    """
+    dtype = np.dtype(dtype)
+    finfo = np.finfo(dtype)
+    exact = np.asarray(exact, np.longdouble)
+    actual = np.asarray(actual, np.longdouble)
+    normal = np.isfinite(exact) & (np.abs(exact) >= finfo.tiny)
+    _, e = np.frexp(np.abs(exact[normal]))
+    spacing = np.ldexp(np.longdouble(1), (e - (finfo.nmant + 1)).astype(np.int32))
+    return np.abs(actual[normal] - exact[normal]) / spacing, normal
+
+
+def prelu_reference(x, weight):
+    """(y, dy/dx) with the weight broadcast along dim 1 (dim 0 for 1-D)."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(weight, np.float64).reshape(-1)
+    if w.size > 1:
+        shape = [1] * x.ndim
+        shape[1 if x.ndim >= 2 else 0] = w.size
+        w = w.reshape(shape)
+    return np.where(x > 0, x, w * x), np.where(x > 0, 1.0, w + 0 * x)
+
+
+def prelu_grad_weight_reference(g, x, weight):
+    g = np.asarray(g, np.float64)
+    x = np.asarray(x, np.float64)
+    contrib = np.where(x > 0, 0.0, g * x)
+    w = np.asarray(weight).reshape(-1)
+    if w.size == 1:
+        return np.array([contrib.sum()])
+    axis = 1 if x.ndim >= 2 else 0
+    other = tuple(i for i in range(x.ndim) if i != axis)
+    return contrib.sum(axis=other)
