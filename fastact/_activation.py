@@ -76,7 +76,7 @@ class Activation:
                 from fastact._config import ERROR_MODEL, FASTMATH
                 from fastact._math import mathlib
 
-                f = register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL)(
+                f = register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(
                     self.factory(mathlib(dtype))
                 )
                 self._scalars[dtype] = f

@@ -33,6 +33,10 @@ from fastact._math import mathlib
 
 MODES = ("forward", "derivative", "fused", "backward")
 
+# Disk caching of compiled kernels (Numba's ``cache=True``); set to False
+# before the first call to compile in memory only.
+CACHE = True
+
 _build_lock = threading.RLock()
 _kernels: dict = {}
 
@@ -42,6 +46,8 @@ def _jit(fn, parallel: bool, fastmath=FASTMATH):
     from numba import njit
 
     options = dict(parallel=parallel, fastmath=set(fastmath), error_model=ERROR_MODEL, nogil=True)
+    if not CACHE:
+        return njit(**options)(fn)
     try:
         return njit(cache=True, **options)(fn)
     except RuntimeError:
@@ -87,15 +93,54 @@ def _store(mode: str):
     return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(store)
 
 
-def _loop(f, store, loop: str, m):
-    from numba import prange
+def _caller(f, arity: int):
+    """``call(x, p)`` = ``f(x, *p)`` for a tuple ``p`` of ``arity`` parameters.
+
+    Spelled out per arity because Numba cannot inline a ``*args`` call at IR
+    level, and the IR-level inlining is what keeps a big body (tanh's two
+    branches) vectorizable in the single-threaded loops, where LLVM declined
+    to inline it.
+    """
+    from numba.extending import register_jitable
+
+    if arity == 0:
+
+        def call(x, p):
+            return f(x)
+
+    elif arity == 1:
+
+        def call(x, p):
+            return f(x, p[0])
+
+    elif arity == 2:
+
+        def call(x, p):
+            return f(x, p[0], p[1])
+
+    elif arity == 3:
+
+        def call(x, p):
+            return f(x, p[0], p[1], p[2])
+
+    else:
+        raise ValueError(f"activations take at most 3 kernel parameters, got {arity}")
+    return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(call)
+
+
+def _loop(f, store, loop: str, m, prange, arity):
+    # Indices computed from a row offset are made unsigned: Numba wraps
+    # negative signed indices (x[-1] is the last element), and that select
+    # turned the channel loops' contiguous loads into gathers.
+    u64 = np.uint64
 
     if loop == "elementwise":
+        call = _caller(f, arity)
 
         def kernel(ins, outs, p):
             x = ins[-1]
             for i in prange(x.shape[0]):
-                y, d = f(x[i], *p)
+                y, d = call(x[i], p)
                 store(ins, outs, i, y, d)
 
     elif loop == "rows":
@@ -104,7 +149,9 @@ def _loop(f, store, loop: str, m):
             x = ins[-1]
             for r in prange(x.shape[0] // inner):
                 s = w[r % channels]
-                for i in range(r * inner, (r + 1) * inner):
+                base = u64(r * inner)
+                for k in range(inner):
+                    i = base + u64(k)
                     y, d = f(x[i], s)
                     store(ins, outs, i, y, d)
 
@@ -113,10 +160,11 @@ def _loop(f, store, loop: str, m):
         def kernel(ins, outs, w, channels, inner):
             x = ins[-1]
             for r in prange(x.shape[0] // channels):
-                base = r * channels
+                base = u64(r * channels)
                 for c in range(channels):
-                    y, d = f(x[base + c], w[c])
-                    store(ins, outs, base + c, y, d)
+                    i = base + u64(c)
+                    y, d = f(x[i], w[c])
+                    store(ins, outs, i, y, d)
 
     elif loop == "random":
         uniform = m.uniform
@@ -132,9 +180,9 @@ def _loop(f, store, loop: str, m):
     return kernel
 
 
-def _prelu_backward_loop(f, loop: str, m):
+def _prelu_backward_loop(f, loop: str, m, prange):
     """PReLU backward: grad_x and per-block partial sums of grad_weight, one pass."""
-    from numba import prange
+    u64 = np.uint64
 
     zero = m.zero
     block = REDUCTION_BLOCK
@@ -158,9 +206,10 @@ def _prelu_backward_loop(f, loop: str, m):
         def kernel(g, x, gx, partial, w, channels, inner):
             for r in prange(x.shape[0] // inner):
                 s = w[r % channels]
-                base = r * inner
+                base = u64(r * inner)
                 acc = zero
-                for k in range(base, base + inner):
+                for j in range(inner):
+                    k = base + u64(j)
                     xi = x[k]
                     gi = g[k]
                     gx[k] = gi * f(xi, s)[1]
@@ -175,11 +224,12 @@ def _prelu_backward_loop(f, loop: str, m):
                 for c in range(channels):
                     partial[b, c] = zero
                 for r in range(b * rows_per_block, min(nrows, (b + 1) * rows_per_block)):
-                    base = r * channels
+                    base = u64(r * channels)
                     for c in range(channels):
-                        xi = x[base + c]
-                        gi = g[base + c]
-                        gx[base + c] = gi * f(xi, w[c])[1]
+                        i = base + u64(c)
+                        xi = x[i]
+                        gi = g[i]
+                        gx[i] = gi * f(xi, w[c])[1]
                         partial[b, c] += zero if xi > zero else gi * xi
 
     else:
@@ -187,10 +237,10 @@ def _prelu_backward_loop(f, loop: str, m):
     return kernel
 
 
-def get_kernel(activation, dtype, mode: str, loop: str = "elementwise", parallel: bool = True):
+def get_kernel(activation, dtype, mode: str, loop: str = "elementwise", parallel: bool = True, arity: int = 0):
     """The compiled-on-first-call kernel of one activation, dtype, mode and loop."""
     dtype = np.dtype(dtype)
-    key = (activation.name, dtype, mode, loop, parallel)
+    key = (activation.name, dtype, mode, loop, parallel)  # arity follows from name and loop
     kernel = _kernels.get(key)
     if kernel is not None:
         return kernel
@@ -199,13 +249,21 @@ def get_kernel(activation, dtype, mode: str, loop: str = "elementwise", parallel
         if kernel is None:
             if parallel:
                 _runtime.configure()
+            from numba import prange
+
             m = mathlib(dtype)
             f = activation.scalar(dtype)
+            # The serial build loops with ``range``. Besides saying what it
+            # does, this makes its closure differ from the parallel build's:
+            # Numba's cache keys a closure by its contents and signature, not
+            # by the ``parallel`` flag, so the two would otherwise share (and
+            # swap) one cache entry.
+            loop_range = prange if parallel else range
             if mode == "prelu_backward":
-                py = _prelu_backward_loop(f, loop, m)
+                py = _prelu_backward_loop(f, loop, m, loop_range)
                 kernel = _jit(py, parallel, FASTMATH_REDUCTION)
             else:
-                py = _loop(f, _store(mode), loop, m)
+                py = _loop(f, _store(mode), loop, m, loop_range, arity)
                 kernel = _jit(py, parallel)
             _kernels[key] = kernel
     return kernel
@@ -222,7 +280,8 @@ def use_parallel(size: int) -> bool:
 def launch(activation, dtype, mode, loop, size, *args):
     """Run a kernel, choosing the parallel or serial build by ``size``."""
     parallel = use_parallel(size)
-    kernel = get_kernel(activation, dtype, mode, loop, parallel)
+    arity = len(args[-1]) if loop == "elementwise" and mode != "prelu_backward" else 1
+    kernel = get_kernel(activation, dtype, mode, loop, parallel, arity)
     if parallel:
         with _runtime.parallel_launch():
             kernel(*args)

@@ -71,8 +71,8 @@ def tanh(m):
     >>> fa.tanh(np.array([-1.0, 0.0, 1000.0]))
     array([-0.76159416,  0.        ,  1.        ])
     >>> y, dy = fa.tanh.fused(np.float32(10.0))
-    >>> float(y), float(dy)
-    (1.0, 8.244614e-09)
+    >>> y, dy
+    (np.float32(1.0), np.float32(8.244615e-09))
     """
     one, two, four = m.one, m.c(2.0), m.c(4.0)
     small = m.c(0.625)
@@ -111,7 +111,7 @@ def relu(m):
     --------
     >>> import numpy as np, fastact as fa
     >>> fa.relu(np.array([-1.5, 0.0, 2.5]))
-    array([-0. ,  0. ,  2.5])
+    array([0. , 0. , 2.5])
     >>> fa.relu.derivative(np.array([-1.5, 0.0, 2.5]))
     array([0., 0., 1.])
     """
@@ -171,7 +171,8 @@ def prelu(m):
         \\text{ else } x
 
     ``weight`` holds 1 value (shared) or C values, C being the size of dim 1
-    (dim 0 for 1-D input), as in ``torch.nn.functional.prelu``. At the kink
+    (dim 0 for 1-D input; PyTorch 2 takes 1-D input as a single channel and
+    accepts only a 1-value weight there). At the kink
     the slope applies, as in PyTorch. ``backward`` returns
     ``(grad_x, grad_weight)``; ``grad_weight`` is summed in fixed blocks and
     a fixed order, so it does not depend on the thread count.

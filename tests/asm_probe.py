@@ -1,0 +1,89 @@
+"""Compile every float32 kernel afresh and report on its assembly (run as a script).
+
+Prints one JSON line per kernel: which function holds the loop, how many
+packed single-precision instructions on ymm/zmm registers it has, and how many
+float32 <-> float64 conversions. Kernels are compiled without the disk
+cache: Numba cannot show the assembly of a kernel loaded from it.
+"""
+
+import json
+import re
+import sys
+
+import numpy as np
+
+import fastact as fa
+from fastact import _cpu
+
+PACKED = re.compile(r"^\s*v\w+ps\s+.*%[yz]mm", re.M)
+CONVERT = re.compile(r"\b(v?cvtss2sd|v?cvtps2pd|v?cvtsd2ss|v?cvtpd2ps)\b")
+FUNCTION = re.compile(r"^\s*\.type\s+(\S+),@function", re.M)
+
+
+def functions(asm):
+    """name -> body of each function in a Numba assembly listing."""
+    names = FUNCTION.findall(asm)
+    bodies = {}
+    for name in names:
+        start = asm.find(f"\n{name}:")
+        end = asm.find(".Lfunc_end", start)
+        bodies[name] = asm[start:end]
+    return bodies
+
+
+def exercise(size):
+    x = np.linspace(-5, 5, size).astype(np.float32)
+    w1 = np.array([0.25], np.float32)
+    w = np.linspace(0.1, 0.4, 16).astype(np.float32)
+    for name, act in fa.ACTIVATIONS.items():
+        if name == "prelu":
+            # One shared weight; (N, C): weights along the contiguous axis;
+            # (N, C, K): one weight per row of K.
+            for arr, weight in ((x, w1), (x.reshape(-1, 16), w), (x.reshape(-1, 16, 4), w)):
+                act(arr, weight)
+                act.derivative(arr, weight)
+                act.fused(arr, weight)
+                act.backward(arr, arr, weight)
+        elif name == "rrelu":
+            for training in (False, True):
+                kw = dict(training=training, seed=1)
+                act(x, **kw)
+                act.derivative(x, **kw)
+                act.fused(x, **kw)
+                act.backward(x, x, **kw)
+        else:
+            act(x)
+            act.derivative(x)
+            act.fused(x)
+            act.backward(x, x)
+
+
+def main():
+    _cpu.CACHE = False
+    exercise(1 << 16)  # parallel kernels
+    exercise(64)  # single-threaded kernels
+    for (name, dtype, mode, loop, parallel), kernel in _cpu._kernels.items():
+        for asm in kernel.inspect_asm().values():
+            bodies = functions(asm)
+            # A parallel kernel's loop is outlined into a "parfor gufunc"
+            # (sometimes inlined into its ``__gufunc__`` wrapper).
+            if parallel:
+                loops = [b for n, b in bodies.items() if "numba_parfor_gufunc" in n]
+            else:
+                loops = [b for n, b in bodies.items() if n.startswith("_ZN7fastact4_cpu")]
+            own = [b for n, b in bodies.items() if not n.startswith(("_ZN7cpython", "cfunc.", "NRT_"))]
+            print(
+                json.dumps(
+                    {
+                        "kernel": f"{name}/{mode}/{loop}/{'parallel' if parallel else 'serial'}",
+                        "loop_functions": len(loops),
+                        "packed": sum(len(PACKED.findall(b)) for b in loops),
+                        "conversions": sum(len(CONVERT.findall(b)) for b in own),
+                    }
+                )
+            )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Shapes, strides, conversions, out= buffers and clear errors on bad input."""
+
+import numpy as np
+import pytest
+from reference import reference
+from tolerances import ELEMENTWISE, MODES
+
+import fastact as fa
+
+
+def layouts(dtype):
+    base = np.random.default_rng(0).uniform(-6, 6, (6, 10)).astype(dtype)
+    cube = np.random.default_rng(1).uniform(-6, 6, (4, 5, 6)).astype(dtype)
+    return {
+        "c": base,
+        "transposed": base.T,
+        "sliced": base[::2, 1::3],
+        "reversed": base[::-1, ::-1],
+        "fortran": np.asfortranarray(base),
+        "3d-permuted": cube.transpose(2, 0, 1),
+        "0d": np.array(0.75, dtype),
+        "empty": np.empty((0, 3), dtype),
+        "1d-large": np.random.default_rng(2).uniform(-6, 6, 100_003).astype(dtype),
+    }
+
+
+def expected(name, mode, x, g, dtype):
+    y, d = reference(name, x, dtype, **fa.ACTIVATIONS[name].params)
+    y, d = np.asarray(y).astype(dtype), np.asarray(d).astype(dtype)
+    return {"forward": y, "derivative": d, "fused": (y, d), "backward": g * d}[mode]
+
+
+def call(act, mode, x, g=None, **kw):
+    if mode == "backward":
+        return act.backward(g, x, **kw)
+    return getattr(act, mode)(x, **kw) if mode != "forward" else act(x, **kw)
+
+
+@pytest.mark.parametrize("layout", list(layouts(np.float32)))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_any_shape_and_strides(name, mode, layout, dtype):
+    x = layouts(dtype)[layout]
+    g = np.random.default_rng(3).standard_normal(x.shape).astype(dtype)
+    got = call(fa.ACTIVATIONS[name], mode, x, g)
+    want = expected(name, mode, x, g, dtype)
+    for a, b in zip(got if mode == "fused" else (got,), want if mode == "fused" else (want,)):
+        assert np.asarray(a).dtype == dtype and np.shape(a) == x.shape
+        np.testing.assert_allclose(a, b, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("layout", ["c", "transposed", "sliced", "fortran"])
+def test_out_buffers_of_any_layout_are_filled_and_returned(layout, dtype):
+    x = layouts(dtype)["c"]
+    outs = {
+        "c": lambda: np.empty_like(x),
+        "transposed": lambda: np.empty(x.shape[::-1], dtype).T,
+        "sliced": lambda: np.empty((x.shape[0], 2 * x.shape[1]), dtype)[:, ::2],
+        "fortran": lambda: np.empty(x.shape, dtype, order="F"),
+    }[layout]
+    y, d = outs(), outs()
+    ry, rd = fa.sigmoid.fused(x)
+    got = fa.sigmoid.fused(x, out=(y, d))
+    assert got[0] is y and got[1] is d
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(d, rd)
+    o = outs()
+    assert fa.tanh(x, out=o) is o
+    np.testing.assert_array_equal(o, fa.tanh(x))
+    o = outs()
+    assert fa.relu.backward(x, x, out=o) is o
+    assert fa.tanh.derivative(x, out=o) is o
+
+
+def test_in_place_and_overlapping_buffers(dtype):
+    x = np.linspace(-3, 3, 50_001, dtype=dtype)
+    want = fa.relu(x)
+    y = x.copy()
+    assert fa.relu(y, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    # An output that overlaps its input at an offset must not read written values.
+    buf = np.linspace(-3, 3, 50_002, dtype=dtype)
+    want = fa.sigmoid(buf[1:].copy())
+    fa.sigmoid(buf[1:], out=buf[:-1])
+    np.testing.assert_array_equal(buf[:-1], want)
+    buf = np.linspace(-3, 3, 50_002, dtype=dtype)
+    want = fa.tanh.derivative(buf[:-1].copy())
+    fa.tanh.derivative(buf[:-1], out=buf[1:])
+    np.testing.assert_array_equal(buf[1:], want)
+    # fused in place: y written over x.
+    z = x.copy()
+    ry, rd = fa.tanh.fused(x)
+    d = np.empty_like(z)
+    fa.tanh.fused(z, out=(z, d))
+    np.testing.assert_array_equal(z, ry)
+    np.testing.assert_array_equal(d, rd)
+
+
+def test_scalars_lists_and_conversions():
+    assert isinstance(fa.sigmoid(0.0), np.float64) and fa.sigmoid(0.0) == 0.5
+    assert fa.relu(np.float32(-2)) == 0 and fa.relu(np.float32(-2)).dtype == np.float32
+    assert fa.tanh([0.0, 1000.0]).tolist() == [0.0, 1.0]
+    y, d = fa.sigmoid.fused(3)
+    assert y.dtype == np.float64 and d.dtype == np.float64
+    for arr in (np.array([1, -2, 3], np.int8), np.array([1, 2], np.uint64), np.array([True, False])):
+        out = fa.relu(arr)
+        assert out.dtype == np.float64
+        np.testing.assert_array_equal(out, np.maximum(arr.astype(np.float64), 0))
+    assert fa.sigmoid(np.empty(0)).shape == (0,)
+    assert fa.sigmoid.fused(np.empty((2, 0), np.float32))[1].dtype == np.float32
+
+
+def test_backward_promotes_like_numpy():
+    g = np.ones(4, np.float64)
+    x = np.linspace(-1, 1, 4, dtype=np.float32)
+    assert fa.tanh.backward(g, x).dtype == np.float64
+    assert fa.tanh.backward(g.astype(np.float32), x).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        (np.array([1 + 2j]), "complex128"),
+        (np.array(["a"]), "<U1"),
+        (np.array([object()]), "object"),
+        (np.array([1.0], np.float16), "float16"),
+        ("text", "<U4"),
+    ],
+)
+def test_unsupported_dtypes_raise_type_error_naming_the_dtype(bad, word):
+    for method in (fa.sigmoid, fa.sigmoid.derivative, fa.sigmoid.fused):
+        with pytest.raises(TypeError, match=word):
+            method(bad)
+    with pytest.raises(TypeError, match=word):
+        fa.sigmoid.backward(bad, bad)
+
+
+def test_bad_out_buffers():
+    x = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"shape \(4, 3\), expected \(3, 4\)"):
+        fa.tanh(x, out=np.empty((4, 3), np.float32))
+    with pytest.raises(TypeError, match="dtype float64, expected float32"):
+        fa.tanh(x, out=np.empty((3, 4)))
+    ro = np.empty((3, 4), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fa.tanh(x, out=ro)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        fa.tanh(x, out=[0.0] * 12)
+    with pytest.raises(TypeError, match="pair"):
+        fa.tanh.fused(x, out=np.empty_like(x))
+    with pytest.raises(TypeError, match="pair"):
+        fa.tanh.fused(x, out=(np.empty_like(x),))
+    with pytest.raises(ValueError, match="overlap"):
+        buf = np.empty_like(x)
+        fa.tanh.fused(x, out=(buf, buf))
+    with pytest.raises(ValueError, match=r"grad_out has shape \(3,\)"):
+        fa.tanh.backward(np.ones(3, np.float32), x)
+
+
+def test_unknown_and_bad_keywords():
+    with pytest.raises(TypeError, match="negative_slope"):
+        fa.relu(np.ones(2), negative_slope=0.1)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fa.leaky_relu.fused(np.ones(2), slope=0.1)
+    with pytest.raises(TypeError, match="real number"):
+        fa.leaky_relu(np.ones(2), negative_slope="0.1")
+    with pytest.raises(TypeError):
+        fa.sigmoid(np.ones(2), np.ones(2))  # out is keyword-only
+
+
+def test_registry_and_api():
+    assert set(fa.ACTIVATIONS) == {"sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu"}
+    for name, act in fa.ACTIVATIONS.items():
+        assert getattr(fa, name) is act and act.name == name
+        for method in ("__call__", "derivative", "fused", "backward"):
+            assert callable(getattr(act, method))
+        doc = act.__doc__
+        assert "f(x)" in doc and "f'(x)" in doc.replace("\\partial f", "f'(x)") and ">>>" in doc
+    assert fa.leaky_relu.params == {"negative_slope": 0.01}
+    assert fa.rrelu.params == {"lower": 1 / 8, "upper": 1 / 3, "training": False, "seed": None}

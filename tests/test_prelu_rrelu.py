@@ -1,0 +1,138 @@
+"""PReLU's channel weights and grad_weight; RReLU's seeded random slopes."""
+
+import numba
+import numpy as np
+import pytest
+from reference import prelu_grad_weight_reference, prelu_reference, reference
+
+import fastact as fa
+
+SHAPES = [
+    ((17,), 17),  # 1-D: channels on dim 0
+    ((5, 7), 7),  # (N, C): weight along the contiguous axis
+    ((4, 3, 3), 3),  # shape[1] == shape[-1]: channels are dim 1, not the last dim
+    ((2, 6, 5, 4), 6),
+    ((3, 4, 1), 4),
+    ((64, 9, 300), 9),  # large enough to run the parallel kernels
+    ((40_000, 3), 3),
+    ((2, 3, 5), 1),  # one shared weight
+    ((), 1),
+]
+
+
+@pytest.mark.parametrize("shape, channels", SHAPES, ids=str)
+def test_prelu_against_reference(shape, channels, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-4, 4, shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    w = rng.uniform(0.05, 0.5, channels).astype(dtype)
+    ry, rd = prelu_reference(x, w)
+    y, d = fa.prelu.fused(x, w)
+    np.testing.assert_array_equal(y, ry.astype(dtype))
+    np.testing.assert_array_equal(d, rd.astype(dtype))
+    np.testing.assert_array_equal(fa.prelu(x, w), y)
+    np.testing.assert_array_equal(fa.prelu.derivative(x, w), d)
+    gx, gw = fa.prelu.backward(g, x, w)
+    np.testing.assert_array_equal(gx, (g * rd).astype(dtype))
+    assert gw.shape == (channels,) and gw.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(gw, prelu_grad_weight_reference(g, x, w), rtol=tol, atol=tol * np.abs(g * x).sum())
+
+
+def test_prelu_strided_input_and_out(dtype):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-4, 4, (6, 4, 8)).astype(dtype).transpose(2, 1, 0)  # (8, 4, 6), channels 4
+    w = np.array([0.1, 0.2, 0.3, 0.4], dtype)
+    out = np.empty((6, 4, 8), dtype).transpose(2, 1, 0)
+    assert fa.prelu(x, w, out=out) is out
+    np.testing.assert_array_equal(out, prelu_reference(x, w)[0].astype(dtype))
+
+
+def test_prelu_grad_weight_is_deterministic_across_threads():
+    rng = np.random.default_rng(2)
+    cases = [((300, 8, 500), 8), ((200_000, 4), 4), ((1_000_000,), 1)]
+    for shape, c in cases:
+        x = rng.standard_normal(shape).astype(np.float32)
+        g = rng.standard_normal(shape).astype(np.float32)
+        w = np.full(c, 0.25, np.float32)
+        results = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            try:
+                results.append(fa.prelu.backward(g, x, w)[1])
+            finally:
+                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        results.append(fa.prelu.backward(g, x, w)[1])
+        for r in results[1:]:
+            np.testing.assert_array_equal(r, results[0])
+
+
+def test_prelu_bad_weights():
+    x = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"weight has 4 values, but input of shape \(2, 3, 4\) has 3 channels on dim 1"):
+        fa.prelu(x, np.ones(4))
+    with pytest.raises(ValueError, match="1-D"):
+        fa.prelu(x, np.ones((3, 1)))
+    with pytest.raises(ValueError, match="0-d input"):
+        fa.prelu(np.float64(1.0), np.ones(2))
+    with pytest.raises(TypeError, match="complex"):
+        fa.prelu(x, np.ones(3, complex))
+    with pytest.raises(TypeError):
+        fa.prelu(x, np.ones(3), negative_slope=0.1)
+
+
+def test_rrelu_eval_is_leaky_relu_with_mean_slope(dtype):
+    x = np.random.default_rng(3).uniform(-5, 5, 100_000).astype(dtype)
+    y, d = fa.rrelu.fused(x, lower=0.1, upper=0.3)
+    ly, ld = fa.leaky_relu.fused(x, negative_slope=float(dtype.type(0.1)) / 2 + float(dtype.type(0.3)) / 2)
+    np.testing.assert_array_equal(y, ly)
+    np.testing.assert_array_equal(d, ld)
+    ry, rd = reference("leaky_relu", x, dtype, negative_slope=(1 / 8 + 1 / 3) / 2)
+    np.testing.assert_array_equal(fa.rrelu(x), ry)
+
+
+def test_rrelu_training_slopes(dtype):
+    n = 1_000_003
+    x = -np.ones(n, dtype)
+    y, slope = fa.rrelu.fused(x, training=True, seed=1234)
+    assert slope.dtype == dtype
+    # One slope per element from U(lower, upper): range, mean, spread, no repeats in a row.
+    assert slope.min() >= dtype.type(1 / 8) and slope.max() <= dtype.type(1 / 3)
+    width = 1 / 3 - 1 / 8
+    assert abs(slope.mean() - (1 / 8 + 1 / 3) / 2) < 5 * width / np.sqrt(12 * n)
+    assert abs(slope.std() - width / np.sqrt(12)) < 0.01 * width
+    hist = np.histogram(slope, bins=20, range=(1 / 8, 1 / 3))[0]
+    assert hist.min() > 0.9 * n / 20
+    assert np.corrcoef(slope[:-1], slope[1:])[0, 1] < 0.01
+    np.testing.assert_array_equal(y, x * slope)
+    # Reproducible from the seed, on any thread count and by every mode.
+    numba.set_num_threads(1)
+    try:
+        y1, s1 = fa.rrelu.fused(x, training=True, seed=1234)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(s1, slope)
+    np.testing.assert_array_equal(fa.rrelu.derivative(x, training=True, seed=1234), slope)
+    np.testing.assert_array_equal(fa.rrelu(x, training=True, seed=1234), y)
+    g = np.full(n, 2.0, dtype)
+    np.testing.assert_array_equal(fa.rrelu.backward(g, x, training=True, seed=1234), g * slope)
+    other = fa.rrelu.derivative(x, training=True, seed=1235)
+    assert np.mean(other == slope) < 0.01
+    # Positive inputs: identity, derivative 1 (the noise buffer of torch's rrelu).
+    yp, dp = fa.rrelu.fused(np.ones(10, dtype), training=True, seed=5)
+    assert np.all(yp == 1) and np.all(dp == 1)
+
+
+def test_rrelu_fresh_seed_and_errors():
+    x = -np.ones(1000)
+    a = fa.rrelu.derivative(x, training=True)
+    b = fa.rrelu.derivative(x, training=True)
+    assert not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="seed"):
+        fa.rrelu.backward(np.ones(3), np.ones(3), training=True)
+    with pytest.raises(ValueError, match="lower"):
+        fa.rrelu(x, lower=0.5, upper=0.1)
+    with pytest.raises(TypeError, match="training"):
+        fa.rrelu(x, training=1)
+    with pytest.raises(TypeError, match="seed"):
+        fa.rrelu(x, training=True, seed=1.5)

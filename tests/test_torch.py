@@ -1,0 +1,94 @@
+"""Agreement with PyTorch's autograd, and where fastact deliberately differs."""
+
+import numpy as np
+import pytest
+from tolerances import ELEMENTWISE, MODES
+
+import fastact as fa
+from fastact import baselines
+
+torch = pytest.importorskip("torch")
+
+
+def torch_pair(name, x, **params):
+    t = torch.tensor(x, requires_grad=True)
+    fn = {
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "leaky_relu": lambda v: torch.nn.functional.leaky_relu(v, params.get("negative_slope", 0.01)),
+    }[name]
+    y = fn(t)
+    y.backward(torch.ones_like(t))
+    return y.detach().numpy(), t.grad.numpy()
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_value_and_gradient_match_torch_autograd(name):
+    x = np.concatenate([np.linspace(-12, 12, 2001), [0.0, -0.0, 1e-300, -1e-300]])
+    y, d = fa.ACTIVATIONS[name].fused(x)
+    ty, td = torch_pair(name, x)
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_allclose(y, ty, rtol=4 * eps, atol=0)
+    # torch forms f' as y(1 - y) or 1 - y^2: absolute error ~eps, relative
+    # error unbounded in saturation (see the next test).
+    np.testing.assert_allclose(d, td, rtol=4 * eps, atol=4 * eps)
+
+
+def test_saturation_where_torch_returns_zero():
+    x = np.array([20.0, 30.0, 60.0], np.float32)
+    _, td = torch_pair("sigmoid", x)
+    assert np.all(td[1:] == 0)  # y * (1 - y) cancels
+    assert np.all(fa.sigmoid.derivative(x) > 0)
+    _, td = torch_pair("tanh", np.array([10.0, 20.0], np.float32))
+    assert np.all(td == 0)  # 1 - y * y cancels
+    assert np.all(fa.tanh.derivative(np.array([10.0, 20.0], np.float32)) > 0)
+
+
+@pytest.mark.parametrize("shape, channels", [((4, 3, 3), 3), ((8, 5), 5), ((7,), 1), ((2, 4, 3, 2), 1)])
+def test_prelu_matches_torch(shape, channels):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 3, shape)
+    g = rng.standard_normal(shape)
+    w = rng.uniform(0.1, 0.4, channels)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.prelu(tx, tw)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(fa.prelu(x, w), ty.detach().numpy(), rtol=1e-15)
+    gx, gw = fa.prelu.backward(g, x, w)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-15)
+    np.testing.assert_allclose(gw, tw.grad.numpy(), rtol=1e-12)
+
+
+def test_rrelu_eval_matches_torch():
+    x = np.linspace(-5, 5, 1001)
+    ty = torch.nn.functional.rrelu(torch.tensor(x), lower=0.1, upper=0.3, training=False)
+    np.testing.assert_allclose(fa.rrelu(x, lower=0.1, upper=0.3), ty.numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", baselines.NUMPY_NAMES)
+def test_baselines_compute_what_they_claim(name, mode):
+    """The benchmark baselines (one shared table) against fastact, away from saturation."""
+    x = np.linspace(-6, 6, 1001, dtype=np.float32)
+    g = np.cos(x)
+    want = {
+        "forward": lambda: fa.ACTIVATIONS[name](x),
+        "derivative": lambda: fa.ACTIVATIONS[name].derivative(x),
+        "fused": lambda: fa.ACTIVATIONS[name].fused(x),
+        "backward": lambda: fa.ACTIVATIONS[name].backward(g, x),
+    }[mode]()
+    args = (g, x) if mode == "backward" else (x,)
+    targs = tuple(torch.from_numpy(a) for a in args)
+    t = torch.from_numpy(x)
+    buffers = (torch.ones_like(t), torch.from_numpy(g), torch.empty_like(t), torch.empty_like(t))
+    got = [
+        baselines.numpy_mode(name, mode)(*args),
+        baselines.torch_mode(name, mode)(*targs),
+        baselines.torch_out_mode(name, mode)(t, *buffers),
+    ]
+    for result in got:
+        pairs = zip(result, want) if mode == "fused" else [(result, want)]
+        for a, b in pairs:
+            np.testing.assert_allclose(np.asarray(a), b, rtol=2e-6, atol=2e-7)

@@ -1,0 +1,44 @@
+"""Every float32 kernel is packed SIMD and free of float32 <-> float64 conversions."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cpu_has_avx2():
+    try:
+        return "avx2" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not cpu_has_avx2(), reason="the check reads AVX2/AVX-512 assembly")
+
+
+@pytest.fixture(scope="module")
+def report():
+    probe = Path(__file__).with_name("asm_probe.py")
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def test_every_kernel_was_inspected(report):
+    kernels = {r["kernel"] for r in report}
+    # 4 elementwise activations x 4 modes, prelu (3 loops x 3 modes + 3 backward),
+    # rrelu (2 loops x 4 modes), each parallel and serial.
+    assert len(kernels) == 2 * (16 + 12 + 8), sorted(kernels)
+    assert all(r["loop_functions"] >= 1 for r in report), [r for r in report if not r["loop_functions"]]
+
+
+def test_float32_kernels_are_packed_simd(report):
+    scalar = [r["kernel"] for r in report if r["packed"] < 4]
+    assert not scalar, f"not vectorized: {scalar}"
+
+
+def test_float32_kernels_do_not_convert_to_float64(report):
+    converting = [r["kernel"] for r in report if r["conversions"]]
+    assert not converting, f"float32 <-> float64 conversions in: {converting}"
