@@ -274,6 +274,8 @@ def use_parallel(size: int) -> bool:
         return False
     import numba
 
+    # Before get_num_threads(), which starts numba's thread pool.
+    _runtime.configure()
     return numba.get_num_threads() > 1 and _runtime.parallel_allowed()
 
 
