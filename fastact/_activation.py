@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,9 @@ class Activation:
         for key, value in values.items():
             if key in ("training", "seed"):
                 continue
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, float, np.integer, np.floating)
+            ):
                 raise TypeError(f"{self.name}: {key} must be a real number, got {value!r}")
         return values
 
@@ -122,13 +125,11 @@ class Activation:
 
     # -- machinery -------------------------------------------------------------
     def _prepare(self, method, arrays, names, out, n_out):
-        arrays = [as_input(a, f"{self.name}.{method}: {n}") for a, n in zip(arrays, names)]
+        arrays = [as_input(a, f"{self.name}.{method}: {n}") for a, n in zip(arrays, names, strict=True)]
         shape = arrays[-1].shape
-        for a, n in zip(arrays, names):
+        for a, n in zip(arrays, names, strict=True):
             if a.shape != shape:
-                raise ValueError(
-                    f"{self.name}.{method}: {n} has shape {a.shape}, but x has shape {shape}"
-                )
+                raise ValueError(f"{self.name}.{method}: {n} has shape {a.shape}, but x has shape {shape}")
         dtype = np.result_type(*arrays)
         arrays = [a.astype(dtype, copy=False) for a in arrays]
         if n_out == 1:
@@ -142,7 +143,14 @@ class Activation:
                 )
             outs = list(out)
         outs = [
-            None if o is None else check_out(o, shape, dtype, f"{self.name}.{method}: out[{i}]" if n_out > 1 else f"{self.name}.{method}: out")
+            None
+            if o is None
+            else check_out(
+                o,
+                shape,
+                dtype,
+                f"{self.name}.{method}: out[{i}]" if n_out > 1 else f"{self.name}.{method}: out",
+            )
             for i, o in enumerate(outs)
         ]
         scalar = all(a.ndim == 0 for a in arrays) and all(o is None for o in outs)
@@ -165,8 +173,14 @@ class Activation:
 
     def _launch(self, mode, dtype, layout, size, values):
         _cpu.launch(
-            self, dtype, mode, "elementwise", size,
-            layout.flat_inputs, layout.flat_buffers, self._kernel_params(values, dtype),
+            self,
+            dtype,
+            mode,
+            "elementwise",
+            size,
+            layout.flat_inputs,
+            layout.flat_buffers,
+            self._kernel_params(values, dtype),
         )
 
 
@@ -185,7 +199,9 @@ class RReLU(Activation):
         if not isinstance(values["training"], (bool, np.bool_)):
             raise TypeError(f"rrelu: training must be a bool, got {values['training']!r}")
         seed = values["seed"]
-        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
+        if seed is not None and (
+            isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+        ):
             raise TypeError(f"rrelu: seed must be an int or None, got {seed!r}")
         if values["training"] and seed is None:
             if method == "backward":
@@ -200,15 +216,26 @@ class RReLU(Activation):
         lower, upper = values["lower"], values["upper"]
         if not values["training"]:
             slope = (dtype.type((float(lower) + float(upper)) / 2),)
-            _cpu.launch(self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, slope)
+            _cpu.launch(
+                self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, slope
+            )
             return
         seed = int(values["seed"]) & (2**64 - 1)
         k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
         lower_t = dtype.type(lower)
         width = dtype.type(float(upper) - float(lower))
         _cpu.launch(
-            self, dtype, mode, "random", size,
-            layout.flat_inputs, layout.flat_buffers, lower_t, width, k0, k1,
+            self,
+            dtype,
+            mode,
+            "random",
+            size,
+            layout.flat_inputs,
+            layout.flat_buffers,
+            lower_t,
+            width,
+            k0,
+            k1,
         )
 
 
@@ -263,12 +290,22 @@ class PReLU(Activation):
             if mode == "backward":
                 grad_weight = self._backward(layout, w, channels, inner, size, dtype)
             elif channels == 1:
-                _cpu.launch(self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, (w[0],))
+                _cpu.launch(
+                    self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, (w[0],)
+                )
             else:
                 loop = "rows" if inner > 1 else "lanes"
                 _cpu.launch(
-                    self, dtype, mode, loop, size,
-                    layout.flat_inputs, layout.flat_buffers, w, np.int64(channels), np.int64(inner),
+                    self,
+                    dtype,
+                    mode,
+                    loop,
+                    size,
+                    layout.flat_inputs,
+                    layout.flat_buffers,
+                    w,
+                    np.int64(channels),
+                    np.int64(inner),
                 )
         elif mode == "backward":
             grad_weight = np.zeros(w.size, dtype)
@@ -289,15 +326,35 @@ class PReLU(Activation):
         if inner > 1:
             partial = np.empty(size // inner, dtype)
             _cpu.launch(
-                self, dtype, "prelu_backward", "rows", size,
-                g, x, gx, partial, w, np.int64(channels), np.int64(inner),
+                self,
+                dtype,
+                "prelu_backward",
+                "rows",
+                size,
+                g,
+                x,
+                gx,
+                partial,
+                w,
+                np.int64(channels),
+                np.int64(inner),
             )
             return partial.reshape(-1, channels).sum(axis=0)
         rows = size // channels
         rows_per_block = max(1, REDUCTION_BLOCK // channels)
         partial = np.empty((-(-rows // rows_per_block), channels), dtype)
         _cpu.launch(
-            self, dtype, "prelu_backward", "lanes", size,
-            g, x, gx, partial, w, np.int64(channels), np.int64(rows_per_block),
+            self,
+            dtype,
+            "prelu_backward",
+            "lanes",
+            size,
+            g,
+            x,
+            gx,
+            partial,
+            w,
+            np.int64(channels),
+            np.int64(rows_per_block),
         )
         return partial.sum(axis=0)

@@ -72,7 +72,9 @@ class Layout:
                 if np.shares_memory(a, b):
                     raise ValueError("the output buffers overlap each other")
         inputs = [
-            np.array(a, copy=True) if any(np.may_share_memory(a, o) and not _same_view(a, o) for o in given) else a
+            np.array(a, copy=True)
+            if any(np.may_share_memory(a, o) and not _same_view(a, o) for o in given)
+            else a
             for a in inputs
         ]
         operands = inputs + given

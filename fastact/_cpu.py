@@ -237,7 +237,9 @@ def _prelu_backward_loop(f, loop: str, m, prange):
     return kernel
 
 
-def get_kernel(activation, dtype, mode: str, loop: str = "elementwise", parallel: bool = True, arity: int = 0):
+def get_kernel(
+    activation, dtype, mode: str, loop: str = "elementwise", parallel: bool = True, arity: int = 0
+):
     """The compiled-on-first-call kernel of one activation, dtype, mode and loop."""
     dtype = np.dtype(dtype)
     key = (activation.name, dtype, mode, loop, parallel)  # arity follows from name and loop

@@ -250,6 +250,7 @@ class MathLib:
         t = self.type
         u32 = np.uint32
         m1, m2 = u32(0x7FEB352D), u32(0x846CA68B)
+        c0, c1 = u32(0x9E3779B9), u32(0x85EBCA6B)
         s16, s15 = u32(16), u32(15)
         low = np.int64(0xFFFFFFFF)
         s32 = np.int64(32)
@@ -268,8 +269,9 @@ class MathLib:
         mix = _jit(mix)
 
         def uniform(i, k0, k1):
-            h = mix(u32(u32(i & low) ^ k0))
-            h = mix(u32(h ^ u32(u32(i >> s32) + k1)))
+            # The odd constants keep (seed 0, index 0) away from mix(0) = 0.
+            h = mix(u32(u32(u32(i & low) ^ k0) + c0))
+            h = mix(u32(h ^ u32(u32(u32(i >> s32) + k1) + c1)))
             return t(np.int32(h >> drop)) * scale
 
         return _jit(uniform)

@@ -158,7 +158,9 @@ def main(argv=None) -> int:
         description="Check float32 f and f' of activations on all 2^32 inputs against float64 references.",
     )
     parser.add_argument("names", nargs="*", help="activations (default: sigmoid tanh relu leaky_relu)")
-    parser.add_argument("--step", type=int, default=1, help="check every STEP-th bit pattern (default 1: all)")
+    parser.add_argument(
+        "--step", type=int, default=1, help="check every STEP-th bit pattern (default 1: all)"
+    )
     args = parser.parse_args(argv)
     names = args.names or list(_references())
     results = []
@@ -166,7 +168,12 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
 
         def progress(frac, name=name, t0=t0):
-            print(f"\r{name}: {frac:6.1%}  {time.perf_counter() - t0:6.1f} s", end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{name}: {frac:6.1%}  {time.perf_counter() - t0:6.1f} s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
         results.append(check(name, step=args.step, progress=progress))
         print(file=sys.stderr)

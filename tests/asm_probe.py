@@ -62,7 +62,7 @@ def main():
     _cpu.CACHE = False
     exercise(1 << 16)  # parallel kernels
     exercise(64)  # single-threaded kernels
-    for (name, dtype, mode, loop, parallel), kernel in _cpu._kernels.items():
+    for (name, _dtype, mode, loop, parallel), kernel in _cpu._kernels.items():
         for asm in kernel.inspect_asm().values():
             bodies = functions(asm)
             # A parallel kernel's loop is outlined into a "parfor gufunc"

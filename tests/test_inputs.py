@@ -44,7 +44,7 @@ def test_any_shape_and_strides(name, mode, layout, dtype):
     g = np.random.default_rng(3).standard_normal(x.shape).astype(dtype)
     got = call(fa.ACTIVATIONS[name], mode, x, g)
     want = expected(name, mode, x, g, dtype)
-    for a, b in zip(got if mode == "fused" else (got,), want if mode == "fused" else (want,)):
+    for a, b in zip(got if mode == "fused" else (got,), want if mode == "fused" else (want,), strict=True):
         assert np.asarray(a).dtype == dtype and np.shape(a) == x.shape
         np.testing.assert_allclose(a, b, rtol=4 * np.finfo(dtype).eps, atol=0)
 

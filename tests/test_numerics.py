@@ -19,8 +19,30 @@ def sweep(dtype, n=400_000, seed=0):
     bits = rng.integers(0, np.iinfo(itype).max, n, dtype=itype, endpoint=True).view(dtype)
     bands = [rng.uniform(-s, s, n // 8).astype(dtype) for s in (1.0, 8.0, 50.0, 120.0, 800.0)]
     edges = np.array(
-        [0.0, -0.0, 0.625, -0.625, 1e-30, -1e-30, 1e30, -1e30, info.max, -info.max, info.tiny, -info.tiny,
-         info.smallest_subnormal, -info.smallest_subnormal, 87.0, 88.7, 89.0, 103.0, 104.0, 709.0, 745.0, 746.0],
+        [
+            0.0,
+            -0.0,
+            0.625,
+            -0.625,
+            1e-30,
+            -1e-30,
+            1e30,
+            -1e30,
+            info.max,
+            -info.max,
+            info.tiny,
+            -info.tiny,
+            info.smallest_subnormal,
+            -info.smallest_subnormal,
+            87.0,
+            88.7,
+            89.0,
+            103.0,
+            104.0,
+            709.0,
+            745.0,
+            746.0,
+        ],
         dtype,
     )
     with np.errstate(over="ignore"):
@@ -43,7 +65,9 @@ def test_value_and_derivative_within_contract(name, dtype):
         if name in SMOOTH:
             err, mask = ulp_error(got, exact, dtype)
             worst = int(np.argmax(err))
-            assert err[worst] <= ULP_TOLERANCE[dtype], f"{name} {what}: {err[worst]} ULP at x={x[mask][worst]!r}"
+            assert err[worst] <= ULP_TOLERANCE[dtype], (
+                f"{name} {what}: {err[worst]} ULP at x={x[mask][worst]!r}"
+            )
             # Where the exact result is subnormal, no flush to zero.
             tail = np.abs(exact) < np.finfo(dtype).tiny
             tail &= np.abs(exact) > 2 * np.finfo(dtype).smallest_subnormal
@@ -72,7 +96,13 @@ def test_single_modes_match_fused(name, mode, dtype):
 def test_saturated_derivatives_stay_nonzero():
     f32 = np.float32
     # tanh'(10) = 4 e^-20 / (1 + e^-20)^2 and sigmoid'(30), exact values from float64.
-    for name, x in (("tanh", 10.0), ("sigmoid", 30.0), ("sigmoid", -30.0), ("tanh", -40.0), ("sigmoid", 80.0)):
+    for name, x in (
+        ("tanh", 10.0),
+        ("sigmoid", 30.0),
+        ("sigmoid", -30.0),
+        ("tanh", -40.0),
+        ("sigmoid", 80.0),
+    ):
         d = fa.ACTIVATIONS[name].derivative(np.array([x], f32))
         _, rd = reference(name, np.array([x], f32), f32)
         err, mask = ulp_error(d, rd, f32)

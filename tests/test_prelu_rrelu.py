@@ -36,7 +36,9 @@ def test_prelu_against_reference(shape, channels, dtype):
     np.testing.assert_array_equal(gx, (g * rd).astype(dtype))
     assert gw.shape == (channels,) and gw.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(gw, prelu_grad_weight_reference(g, x, w), rtol=tol, atol=tol * np.abs(g * x).sum())
+    np.testing.assert_allclose(
+        gw, prelu_grad_weight_reference(g, x, w), rtol=tol, atol=tol * np.abs(g * x).sum()
+    )
 
 
 def test_prelu_strided_input_and_out(dtype):
@@ -69,7 +71,9 @@ def test_prelu_grad_weight_is_deterministic_across_threads():
 
 def test_prelu_bad_weights():
     x = np.zeros((2, 3, 4))
-    with pytest.raises(ValueError, match=r"weight has 4 values, but input of shape \(2, 3, 4\) has 3 channels on dim 1"):
+    with pytest.raises(
+        ValueError, match=r"weight has 4 values, but input of shape \(2, 3, 4\) has 3 channels on dim 1"
+    ):
         fa.prelu(x, np.ones(4))
     with pytest.raises(ValueError, match="1-D"):
         fa.prelu(x, np.ones((3, 1)))

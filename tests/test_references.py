@@ -12,7 +12,24 @@ EXACT = {
     "sigmoid": (lambda x: 1 / (1 + mpmath.exp(-x)), lambda x: mpmath.exp(-x) / (1 + mpmath.exp(-x)) ** 2),
     "tanh": (mpmath.tanh, lambda x: mpmath.sech(x) ** 2),
 }
-POINTS = [-700.0, -80.0, -30.0, -10.0, -2.5, -0.7, -0.3, -1e-5, 1e-300, 1e-8, 0.1, 0.625, 1.0, 3.0, 17.0, 40.0]
+POINTS = [
+    -700.0,
+    -80.0,
+    -30.0,
+    -10.0,
+    -2.5,
+    -0.7,
+    -0.3,
+    -1e-5,
+    1e-300,
+    1e-8,
+    0.1,
+    0.625,
+    1.0,
+    3.0,
+    17.0,
+    40.0,
+]
 
 
 @pytest.mark.parametrize("name", SMOOTH)

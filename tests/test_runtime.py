@@ -16,7 +16,11 @@ def run(code, env=None, timeout=600, **kw):
     env = dict(os.environ if env is None else env)
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=env, capture_output=True, text=True, timeout=timeout, **kw,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
     )
     return out
 
@@ -141,7 +145,9 @@ def test_read_only_install_and_home_never_fail(tmp_path):
         for p in [path, *path.rglob("*")]:
             p.chmod(0o555 if p.is_dir() else 0o444)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CACHE", "PYTHON"))}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), PYTHONPATH=str(pkg), PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), PYTHONPATH=str(pkg), PYTHONDONTWRITEBYTECODE="1"
+    )
     out = run(READ_ONLY.format(simulate=os.geteuid() == 0, pkg=str(pkg)), env=env, cwd=str(tmp_path))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
     assert not list(pkg.rglob("*.nbi")) and not list(home.rglob("*.nbi")), "wrote into a read-only folder"

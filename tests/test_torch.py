@@ -89,6 +89,6 @@ def test_baselines_compute_what_they_claim(name, mode):
         baselines.torch_out_mode(name, mode)(t, *buffers),
     ]
     for result in got:
-        pairs = zip(result, want) if mode == "fused" else [(result, want)]
+        pairs = zip(result, want, strict=True) if mode == "fused" else [(result, want)]
         for a, b in pairs:
             np.testing.assert_allclose(np.asarray(a), b, rtol=2e-6, atol=2e-7)

@@ -1,0 +1,54 @@
+"""Turn ``pytest benchmarks --benchmark-only --benchmark-json=FILE`` into a markdown table.
+
+    python benchmarks/table.py FILE
+
+One row per activation: fastact's median time, GB/s and ratio to the roofline
+kernel measured in the same run, and the speed-up over NumPy and PyTorch.
+"""
+
+import json
+import sys
+from collections import defaultdict
+
+
+def table(path):
+    with open(path) as fh:
+        data = json.load(fh)
+    runs = defaultdict(dict)
+    for b in data["benchmarks"]:
+        info = b["extra_info"]
+        runs[info["activation"]][info["provider"]] = (b["stats"]["median"], info["bytes"])
+    machine = data.get("machine_info", {})
+    cpu = machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?"))
+    lines = [
+        f"fused f and f', 2^24 float32 elements, median of 15 rounds; {cpu}, "
+        f"{data.get('datetime', '')[:10]}.",
+        "",
+        "| activation | fastact ms | GB/s | x roofline | 1 thread ms | torch `out=` pair | torch eager | NumPy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, p in runs.items():
+        t, nbytes = p["fastact"]
+        row = [
+            name,
+            f"{t * 1e3:.2f}",
+            f"{nbytes / t / 1e9:.1f}",
+            f"{t / p['roofline'][0]:.2f}",
+            f"{p['fastact-1thread'][0] * 1e3:.2f}" if "fastact-1thread" in p else "-",
+        ]
+        for other in ("torch-out", "torch", "numpy"):
+            row.append(f"{p[other][0] / t:.1f}x slower" if other in p else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    roof = [p["roofline"][0] for p in runs.values() if "roofline" in p]
+    if roof:
+        lines.append("")
+        lines.append(
+            "Roofline kernel (read x, write two outputs) in the same run: "
+            + ", ".join(f"{r * 1e3:.2f}" for r in roof)
+            + " ms (measured once per group)."
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(sys.argv[1]))

@@ -1,0 +1,100 @@
+"""The ``fastact`` command: ``fastact demo`` and ``fastact accuracy``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _median_ms(fn, rounds):
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return 1e3 * times[len(times) // 2]
+
+
+def demo(argv=None) -> int:
+    """Show values, saturated derivatives against the textbook formulas, and speed."""
+    parser = argparse.ArgumentParser(prog="fastact demo", description=demo.__doc__)
+    parser.add_argument("--size", type=int, default=1 << 24, help="elements for the timing (default 2^24)")
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds per kernel (median reported)")
+    args = parser.parse_args(argv)
+
+    import numba
+    import numpy as np
+
+    import fastact as fa
+    from fastact import baselines
+
+    x = np.array([-30.0, -2.0, 0.0, 2.0, 10.0, 30.0], np.float32)
+    print("x (float32):", x)
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
+        y, d = fa.ACTIVATIONS[name].fused(x)
+        print(f"  {name:<10} f  = {np.array2string(y, precision=6)}")
+        print(f"  {'':<10} f' = {np.array2string(d, precision=6)}")
+    print("\nDerivatives in saturation, float32 (fastact computes them from x):")
+    for name, at in (("sigmoid", 30.0), ("tanh", 10.0)):
+        xs = np.array([at], np.float32)
+        textbook = baselines.numpy_mode(name, "derivative")(xs)[0]
+        ours = fa.ACTIVATIONS[name].derivative(xs)[0]
+        print(f"  {name}'({at:g}) = {ours:.6g}   textbook formula: {textbook:g}")
+
+    threads = numba.config.NUMBA_NUM_THREADS
+    print(
+        f"\nfused f and f', {args.size:,} float32 elements, {threads} threads "
+        f"(threading layer {fa.threading_layer()}), median of {args.rounds}:"
+    )
+    xb = np.random.default_rng(0).uniform(-8, 8, args.size).astype(np.float32)
+    y, d = np.empty_like(xb), np.empty_like(xb)
+    roof = _median_ms(lambda: baselines.roofline(xb, y, d), args.rounds)
+    gb = 3 * xb.nbytes / 1e9
+    print(f"  {'roofline (read x, write 2)':<28} {roof:8.2f} ms  {gb / roof * 1e3:6.1f} GB/s")
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
+        act = fa.ACTIVATIONS[name]
+        ms = _median_ms(lambda act=act: act.fused(xb, out=(y, d)), args.rounds)
+        numpy_ms = _median_ms(
+            lambda name=name: baselines.numpy_mode(name, "fused")(xb), max(3, args.rounds // 3)
+        )
+        line = f"  fastact {name:<19} {ms:8.2f} ms  {gb / ms * 1e3:6.1f} GB/s  {ms / roof:4.2f}x roofline"
+        line += f"  numpy {numpy_ms / ms:5.1f}x slower"
+        if torch is not None:
+            tx = torch.from_numpy(xb)
+            bufs = (torch.ones_like(tx), torch.ones_like(tx), torch.from_numpy(y), torch.from_numpy(d))
+            pair = baselines.torch_out_mode(name, "fused")
+            torch_ms = _median_ms(lambda pair=pair, tx=tx, bufs=bufs: pair(tx, *bufs), args.rounds)
+            line += f"  torch {torch_ms / ms:4.1f}x slower"
+        print(line)
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"demo": demo, "accuracy": None}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(
+            "usage: fastact {demo,accuracy} [options]\n\n"
+            "  demo      values, saturated derivatives and a speed comparison\n"
+            "  accuracy  exhaustive float32 accuracy check (all 2^32 inputs)",
+            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
+        )
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "accuracy":
+        from fastact.accuracy import main as accuracy_main
+
+        return accuracy_main(argv[1:])
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
