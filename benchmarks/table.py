@@ -24,7 +24,8 @@ def table(path):
         f"fused f and f', 2^24 float32 elements, median of 15 rounds; {cpu}, "
         f"{data.get('datetime', '')[:10]}.",
         "",
-        "| activation | fastact ms | GB/s | x roofline | 1 thread ms | torch `out=` pair | torch eager | NumPy |",
+        "| activation | fastact ms | GB/s | x roofline | 1 thread ms "
+        "| torch `out=` pair | torch eager | NumPy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, p in runs.items():

@@ -184,8 +184,18 @@ def _prelu_backward_loop(f, loop: str, m, prange):
     """PReLU backward: grad_x and per-block partial sums of grad_weight, one pass."""
     u64 = np.uint64
 
+    from numba.extending import register_jitable
+
     zero = m.zero
     block = REDUCTION_BLOCK
+
+    @register_jitable(fastmath=set(FASTMATH_REDUCTION), error_model=ERROR_MODEL, inline="always")
+    def step(g, x, gx, i, s):
+        """Write grad_x[i]; return element i's term of grad_weight."""
+        xi = x[i]
+        gi = g[i]
+        gx[i] = gi * f(xi, s)[1]
+        return zero if xi > zero else gi * xi
 
     if loop == "elementwise":
 
@@ -195,10 +205,7 @@ def _prelu_backward_loop(f, loop: str, m, prange):
             for b in prange(partial.shape[0]):
                 acc = zero
                 for i in range(b * block, min(n, (b + 1) * block)):
-                    xi = x[i]
-                    gi = g[i]
-                    gx[i] = gi * f(xi, s)[1]
-                    acc += zero if xi > zero else gi * xi
+                    acc += step(g, x, gx, i, s)
                 partial[b] = acc
 
     elif loop == "rows":
@@ -209,11 +216,7 @@ def _prelu_backward_loop(f, loop: str, m, prange):
                 base = u64(r * inner)
                 acc = zero
                 for j in range(inner):
-                    k = base + u64(j)
-                    xi = x[k]
-                    gi = g[k]
-                    gx[k] = gi * f(xi, s)[1]
-                    acc += zero if xi > zero else gi * xi
+                    acc += step(g, x, gx, base + u64(j), s)
                 partial[r] = acc
 
     elif loop == "lanes":
@@ -226,11 +229,7 @@ def _prelu_backward_loop(f, loop: str, m, prange):
                 for r in range(b * rows_per_block, min(nrows, (b + 1) * rows_per_block)):
                     base = u64(r * channels)
                     for c in range(channels):
-                        i = base + u64(c)
-                        xi = x[i]
-                        gi = g[i]
-                        gx[i] = gi * f(xi, w[c])[1]
-                        partial[b, c] += zero if xi > zero else gi * xi
+                        partial[b, c] += step(g, x, gx, base + u64(c), w[c])
 
     else:
         raise ValueError(f"unknown loop {loop!r}")
