@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fastact import _cpu
 from fastact._arrays import Layout, as_input, check_out
@@ -107,19 +108,23 @@ class Activation:
         return tuple(dtype.type(values[k]) for k in self.params)
 
     # -- entry points --------------------------------------------------------
-    def __call__(self, x, *, out=None, **params):
+    def __call__(self, x: ArrayLike, *, out: np.ndarray | None = None, **params) -> np.ndarray:
         """f(x), elementwise."""
         return self._elementwise("forward", (x,), out, params, ("x",), 1)
 
-    def derivative(self, x, *, out=None, **params):
+    def derivative(self, x: ArrayLike, *, out: np.ndarray | None = None, **params) -> np.ndarray:
         """f'(x), elementwise, computed from x."""
         return self._elementwise("derivative", (x,), out, params, ("x",), 1)
 
-    def fused(self, x, *, out=None, **params):
+    def fused(
+        self, x: ArrayLike, *, out: tuple[np.ndarray, np.ndarray] | None = None, **params
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(f(x), f'(x))`` in one pass over memory; ``out=(y, dy)``."""
         return self._elementwise("fused", (x,), out, params, ("x",), 2)
 
-    def backward(self, grad_out, x, *, out=None, **params):
+    def backward(
+        self, grad_out: ArrayLike, x: ArrayLike, *, out: np.ndarray | None = None, **params
+    ) -> np.ndarray:
         """``grad_out * f'(x)`` in one pass, f' recomputed from x."""
         return self._elementwise("backward", (grad_out, x), out, params, ("grad_out", "x"), 1)
 
@@ -242,19 +247,23 @@ class RReLU(Activation):
 class PReLU(Activation):
     """PReLU: the leaky slope is a weight of 1 or C values (C on dim 1)."""
 
-    def __call__(self, x, weight, *, out=None):
+    def __call__(self, x: ArrayLike, weight: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
         """f(x) with slope ``weight`` for the channel of each element."""
         return self._channelwise("forward", (x,), weight, out, ("x",), 1)
 
-    def derivative(self, x, weight, *, out=None):
+    def derivative(self, x: ArrayLike, weight: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
         """∂f/∂x, elementwise."""
         return self._channelwise("derivative", (x,), weight, out, ("x",), 1)
 
-    def fused(self, x, weight, *, out=None):
+    def fused(
+        self, x: ArrayLike, weight: ArrayLike, *, out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(f(x), ∂f/∂x)`` in one pass; ``out=(y, dy)``."""
         return self._channelwise("fused", (x,), weight, out, ("x",), 2)
 
-    def backward(self, grad_out, x, weight, *, out=None):
+    def backward(
+        self, grad_out: ArrayLike, x: ArrayLike, weight: ArrayLike, *, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(grad_out * ∂f/∂x, grad_weight)``; ``out`` is the grad_x buffer."""
         return self._channelwise("backward", (grad_out, x), weight, out, ("grad_out", "x"), 1)
 
