@@ -63,57 +63,57 @@ class Layout:
     computed into a temporary and copied back. An input that partly overlaps
     an output is copied first, so in-place calls (``out=x``) work and
     overlapping ones never read already-written values.
+
+    ``flat_inputs`` and ``flat_buffers`` are what the kernel reads and writes;
+    ``finish()`` returns what the caller gets.
     """
 
+    __slots__ = ("flat_inputs", "flat_buffers", "results", "_copy_back")
+
     def __init__(self, inputs, outs, shape, dtype):
+        # Written for a low per-call overhead: this runs on every call.
         given = [o for o in outs if o is not None]
+        if given:
+            inputs = self._check_overlaps(inputs, given)
+        c_order = f_order = True
+        for a in (*inputs, *given):
+            flags = a.flags
+            c_order = c_order and flags.c_contiguous
+            f_order = f_order and flags.f_contiguous
+        if c_order or not f_order:
+            order = "C"
+            if not c_order:
+                inputs = [np.ascontiguousarray(a) for a in inputs]
+        else:
+            order = "F"
+        self.flat_inputs = tuple([a.ravel(order) for a in inputs])
+        self.results = []
+        self._copy_back = []
+        buffers = []
+        for o in outs:
+            if o is None:
+                o = buf = np.empty(shape, dtype, order=order)
+            elif o.flags.c_contiguous if order == "C" else o.flags.f_contiguous:
+                buf = o
+            else:
+                buf = np.empty(shape, dtype, order=order)
+                self._copy_back.append((o, buf))
+            self.results.append(o)
+            buffers.append(buf.ravel(order))
+        self.flat_buffers = tuple(buffers)
+
+    @staticmethod
+    def _check_overlaps(inputs, given):
         for i, a in enumerate(given):
             for b in given[i + 1 :]:
-                if np.shares_memory(a, b):
+                if np.may_share_memory(a, b) and np.shares_memory(a, b):
                     raise ValueError("the output buffers overlap each other")
-        inputs = [
+        return [
             np.array(a, copy=True)
             if any(np.may_share_memory(a, o) and not _same_view(a, o) for o in given)
             else a
             for a in inputs
         ]
-        operands = inputs + given
-        if all(a.flags.c_contiguous for a in operands):
-            order = "C"
-        elif all(a.flags.f_contiguous for a in operands):
-            order = "F"
-        else:
-            order = "C"
-            inputs = [np.ascontiguousarray(a) for a in inputs]
-        self.order = order
-        self.inputs = inputs
-        self.results = []  # what the caller gets back
-        self.buffers = []  # what the kernel writes
-        self._copy_back = []
-        for o in outs:
-            if o is None:
-                buf = np.empty(shape, dtype, order=order)
-                self.results.append(buf)
-            else:
-                self.results.append(o)
-                contiguous = o.flags.c_contiguous if order == "C" else o.flags.f_contiguous
-                if contiguous:
-                    buf = o
-                else:
-                    buf = np.empty(shape, dtype, order=order)
-                    self._copy_back.append((o, buf))
-            self.buffers.append(buf)
-
-    def flat(self, a: np.ndarray) -> np.ndarray:
-        return a.reshape(-1, order=self.order)
-
-    @property
-    def flat_inputs(self):
-        return tuple(self.flat(a) for a in self.inputs)
-
-    @property
-    def flat_buffers(self):
-        return tuple(self.flat(b) for b in self.buffers)
 
     def finish(self):
         for out, buf in self._copy_back:

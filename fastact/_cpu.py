@@ -240,7 +240,6 @@ def get_kernel(
     activation, dtype, mode: str, loop: str = "elementwise", parallel: bool = True, arity: int = 0
 ):
     """The compiled-on-first-call kernel of one activation, dtype, mode and loop."""
-    dtype = np.dtype(dtype)
     key = (activation.name, dtype, mode, loop, parallel)  # arity follows from name and loop
     kernel = _kernels.get(key)
     if kernel is not None:
