@@ -83,9 +83,9 @@ class MathLib:
         """exp(x) to within 1 ULP, NaN-propagating, with gradual underflow.
 
         x = n*ln2 + r with |r| <= ln2/2 (ln2 split in a short head, so that
-        n*head is exact, and a tail); exp(r) by its Taylor polynomial (degree
-        7 for float32, 13 for float64: truncation below 0.15 ULP on |r| <=
-        0.347); 2^n built from bits. The integer n is read straight from the
+        n*head is exact, and a tail); exp(r) by a polynomial (degree 6 for
+        float32, 13 for float64: below 0.1 ULP on |r| <= 0.347); 2^n built
+        from bits. The integer n is read straight from the
         bits of ``t + 1.5*2^m`` (m = 23 or 52), which avoids float-to-int64
         conversions that AVX2 has no packed instruction for.
 
@@ -102,15 +102,20 @@ class MathLib:
             lo, hi = -104.0, 89.0  # exp(-104) < 2^-150 rounds to 0; exp(89) > max
             # Cephes' split of ln2 for single precision: 0.693359375 has 9 bits.
             ln2_hi, ln2_lo = 0.693359375, -2.12194440e-4
-            degree = 7
+            # exp(r) = 1 + r + r^2 Q(r), Q of degree 4 fitted here (weighted
+            # least squares toward minimax on [-ln2/2, ln2/2]): relative
+            # error 3.8e-9, 0.06 ULP, one FMA fewer than Taylor's degree 7.
+            coeffs = (0.49999988079071045, 0.166665181517601, 0.04166950657963753,
+                      0.00836891308426857, 0.0013752969680354)
         else:
             itype = np.int64
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**52, 0x4338000000000000, 1023, 52
             lo, hi = -746.0, 710.0
             # fdlibm's split: the head has 32 significant bits.
             ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
-            degree = 13
-        poly = _horner(tuple(t(1.0 / math.factorial(k)) for k in range(2, degree + 1)), jit)
+            # Taylor to degree 13: truncation 4e-18, below 0.05 ULP.
+            coeffs = tuple(1.0 / math.factorial(k) for k in range(2, 14))
+        poly = _horner(tuple(t(c) for c in coeffs), jit)
         one = t(1.0)
         log2e = t(1.4426950408889634)
         shifter, ln2_hi, ln2_lo, lo = t(shifter), t(ln2_hi), t(ln2_lo), t(lo)
@@ -120,9 +125,11 @@ class MathLib:
         scale_back = t(2.0**-64)
 
         def reduce(x):
-            # NaN fails both comparisons and flows through unchanged.
+            # NaN fails the comparisons and flows through unchanged. expneg
+            # needs no upper clamp: its argument is never positive.
             xc = lo if x < lo else x
-            xc = hi if xc > hi else xc
+            if full_range:
+                xc = hi if xc > hi else xc
             k = xc * log2e + shifter
             nf = k - shifter
             r = (xc - nf * ln2_hi) - nf * ln2_lo
