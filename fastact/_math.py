@@ -105,8 +105,13 @@ class MathLib:
             # exp(r) = 1 + r + r^2 Q(r), Q of degree 4 fitted here (weighted
             # least squares toward minimax on [-ln2/2, ln2/2]): relative
             # error 3.8e-9, 0.06 ULP, one FMA fewer than Taylor's degree 7.
-            coeffs = (0.49999988079071045, 0.166665181517601, 0.04166950657963753,
-                      0.00836891308426857, 0.0013752969680354)
+            coeffs = (
+                0.49999988079071045,
+                0.166665181517601,
+                0.04166950657963753,
+                0.00836891308426857,
+                0.0013752969680354,
+            )
         else:
             itype = np.int64
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**52, 0x4338000000000000, 1023, 52
