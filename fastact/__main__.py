@@ -80,15 +80,20 @@ def demo(argv=None) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"demo": demo, "accuracy": None}
+    commands = {"demo": demo, "accuracy": None, "bench": None}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(
-            "usage: fastact {demo,accuracy} [options]\n\n"
+            "usage: fastact {bench,demo,accuracy} [options]\n\n"
+            "  bench     cost report: activations vs ReLU, NumPy, PyTorch and the roofline\n"
             "  demo      values, saturated derivatives and a speed comparison\n"
             "  accuracy  exhaustive float32 accuracy check (all 2^32 inputs)",
             file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "bench":
+        from fastact.bench import main as bench_main
+
+        return bench_main(argv[1:])
     if argv[0] == "accuracy":
         from fastact.accuracy import main as accuracy_main
 

@@ -1,0 +1,63 @@
+"""The ``fastact bench`` report on a tiny sweep: files, summary, comparison, CUDA message."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastact import bench
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    args = ["--quick", "--activations", "sigmoid", "--compute-size", "4096", "--memory-size", "65536"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastact", "bench", *args, "--output", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_report_files_and_summary(report):
+    out, stdout = report
+    meta = json.loads((out / "results.json").read_text())
+    assert {"date", "machine", "versions", "results", "compile_seconds", "regimes"} <= set(meta)
+    assert meta["machine"]["threads"] >= 1 and meta["machine"]["cpu"]
+    names = {r["activation"] for r in meta["results"]}
+    assert names == {"relu", "sigmoid"}  # relu always joins: it is the unit
+    providers = {r["provider"] for r in meta["results"]}
+    assert {"fastact", "fastact-1thread", "numpy", "roofline"} <= providers
+    assert all(r["seconds"] > 0 and r["GB/s"] > 0 for r in meta["results"])
+    relu = [r for r in meta["summary"] if r["activation"] == "relu" and r["provider"] == "fastact"][0]
+    assert relu["compute_vs_relu"] == 1.0 and relu["memory_vs_relu"] == 1.0
+    assert set(meta["compile_seconds"]) == {"sigmoid", "relu"}
+    for png in ("time_per_element_sigmoid.png", "time_per_element_relu.png", "cost_relative_to_relu.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "vs ReLU, compute-bound" in md and "![cost_relative_to_relu.png]" in md
+    assert "| sigmoid | fastact |" in stdout
+
+
+def test_compare_prints_ratios(report):
+    out, _ = report
+    meta = json.loads((out / "results.json").read_text())
+    text = bench.compare(meta, meta)
+    assert "| 1.00 |" in text and "geometric mean new/old" in text and ": 1.000" in text
+
+
+def test_cuda_without_a_gpu_says_so():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastact", "bench", "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if bench.cuda_status() is None:
+        pytest.skip("this machine has a CUDA GPU")
+    assert proc.returncode == 2
+    assert "no CUDA figures were measured" in proc.stderr
