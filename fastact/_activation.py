@@ -67,21 +67,18 @@ class Activation:
         return (_lookup, (self.name,))
 
     # -- definition ---------------------------------------------------------
-    def scalar(self, dtype) -> Callable:
-        """The jitted scalar function ``f(x, *params) -> (f(x), f'(x))`` for ``dtype``."""
-        dtype = np.dtype(dtype)
+    def scalar(self, dtype, target: str = "cpu") -> Callable:
+        """The jitted scalar ``f(x, *params) -> (f(x), f'(x))`` for ``dtype`` and target."""
+        key = (np.dtype(dtype), target)
         with self._scalar_lock:
-            f = self._scalars.get(dtype)
+            f = self._scalars.get(key)
             if f is None:
-                from numba.extending import register_jitable
-
-                from fastact._config import ERROR_MODEL, FASTMATH
                 from fastact._math import mathlib
 
-                f = register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(
-                    self.factory(mathlib(dtype))
+                m = mathlib(*key)
+                f = self._scalars[key] = (
+                    m.jit(self.factory(m)) if target == "cuda" else _cpu.inline_jit(self.factory(m))
                 )
-                self._scalars[dtype] = f
         return f
 
     # -- parameters ---------------------------------------------------------
@@ -105,6 +102,10 @@ class Activation:
             ):
                 raise TypeError(f"{self.name}: {key} must be a real number, got {value!r}")
         return values
+
+    def _cuda_params(self, values: dict, dtype) -> tuple[str, tuple]:
+        """(loop, kernel parameters) of the CUDA kernel."""
+        return "elementwise", self._kernel_params(values, dtype)
 
     def _kernel_params(self, values: dict, dtype) -> tuple:
         if not self.params:
@@ -180,6 +181,10 @@ class Activation:
 
     def _elementwise(self, mode, arrays, out, params, names, n_out):
         values = self._params(mode, params)
+        if _on_device(arrays, out):
+            from fastact import cuda
+
+            return cuda.run(self, mode, arrays, names, out, n_out, lambda dt: self._cuda_params(values, dt))
         arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
         layout = Layout(arrays, outs, shape, dtype)
         size = arrays[-1].size
@@ -198,6 +203,19 @@ class Activation:
             layout.flat_buffers,
             self._kernel_params(values, dtype),
         )
+
+
+def _on_device(arrays, out) -> bool:
+    """True when any operand is a CUDA device array (never imports CUDA itself)."""
+    operands = [*arrays, *(out if isinstance(out, (tuple, list)) else (out,))]
+    return any(is_device_array(a) for a in operands)
+
+
+def is_device_array(a) -> bool:
+    """A CUDA array: has ``__cuda_array_interface__``, or is numba's (simulator too)."""
+    if isinstance(a, np.ndarray) or a is None:
+        return False
+    return hasattr(a, "__cuda_array_interface__") or type(a).__module__.startswith("numba.cuda")
 
 
 def _lookup(name: str) -> Activation:
@@ -227,6 +245,18 @@ class RReLU(Activation):
                 )
             values["seed"] = secrets.randbits(64)
         return values
+
+    def _cuda_params(self, values, dtype):
+        lower, upper = float(values["lower"]), float(values["upper"])
+        if not values["training"]:
+            return "elementwise", (dtype.type((lower + upper) / 2),)
+        seed = int(values["seed"]) & (2**64 - 1)
+        return "random", (
+            dtype.type(lower),
+            dtype.type(upper - lower),
+            np.uint32(seed & 0xFFFFFFFF),
+            np.uint32(seed >> 32),
+        )
 
     def _launch(self, mode, dtype, layout, size, values):
         lower, upper = values["lower"], values["upper"]
@@ -297,6 +327,11 @@ class PReLU(Activation):
         return w, channels
 
     def _channelwise(self, mode, arrays, weight, out, names, n_out):
+        if _on_device(arrays, out):
+            raise TypeError(
+                f"prelu.{mode}: CUDA device arrays are not supported by prelu yet; "
+                "use a host array (or leaky_relu for a fixed slope)"
+            )
         arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
         w, channels = self._weight(mode, weight, shape, dtype)
         size = int(np.prod(shape))

@@ -20,3 +20,7 @@ PARALLEL_MIN_SIZE = 1 << 15
 
 # Fixed block length of the deterministic reductions.
 REDUCTION_BLOCK = 1 << 12
+
+# CUDA kernels: no fast-math at all. libdevice's accurate functions keep the
+# 4-ULP contract; numba's CUDA fastmath would swap in approximate ones.
+CUDA_FASTMATH = False

@@ -56,7 +56,14 @@ def _jit(fn, parallel: bool, fastmath=FASTMATH):
         return njit(**options)(fn)
 
 
-def _store(mode: str):
+def inline_jit(fn):
+    """The CPU decorator of the per-element helpers: inlined at Numba IR level."""
+    from numba.extending import register_jitable
+
+    return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(fn)
+
+
+def _store(mode: str, jit=inline_jit):
     """``store(ins, outs, i, y, d)``: write element i of ``mode`` from f and f'.
 
     Inlined at Numba IR level so that the loop body is one function that LLVM
@@ -65,8 +72,6 @@ def _store(mode: str):
     instead of 17 ms at 2^24 float32). The input ``x`` is always ``ins[-1]``;
     for ``forward`` the unused derivative is removed as dead code.
     """
-    from numba.extending import register_jitable
-
     if mode == "forward":
 
         def store(ins, outs, i, y, d):
@@ -90,10 +95,10 @@ def _store(mode: str):
 
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(store)
+    return jit(store)
 
 
-def _caller(f, arity: int):
+def _caller(f, arity: int, jit=inline_jit):
     """``call(x, p)`` = ``f(x, *p)`` for a tuple ``p`` of ``arity`` parameters.
 
     Spelled out per arity because Numba cannot inline a ``*args`` call at IR
@@ -101,8 +106,6 @@ def _caller(f, arity: int):
     branches) vectorizable in the single-threaded loops, where LLVM declined
     to inline it.
     """
-    from numba.extending import register_jitable
-
     if arity == 0:
 
         def call(x, p):
@@ -125,7 +128,7 @@ def _caller(f, arity: int):
 
     else:
         raise ValueError(f"activations take at most 3 kernel parameters, got {arity}")
-    return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(call)
+    return jit(call)
 
 
 def _loop(f, store, loop: str, m, prange, arity):

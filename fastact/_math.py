@@ -24,6 +24,14 @@ import numpy as np
 _FLOAT_TYPES = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
 
 
+def _cuda_jit(fn):
+    from numba import cuda
+
+    from fastact._config import CUDA_FASTMATH
+
+    return cuda.jit(device=True, inline="always", fastmath=CUDA_FASTMATH)(fn)
+
+
 def _jit(fn):
     from numba.extending import register_jitable
 
@@ -58,7 +66,11 @@ class MathLib:
         ``float32`` or ``float64``.
     """
 
-    def __init__(self, dtype):
+    def __init__(self, dtype, target: str = "cpu"):
+        if target not in ("cpu", "cuda"):
+            raise ValueError(f"unknown target {target!r}")
+        self.target = target
+        self.jit = _jit if target == "cpu" else _cuda_jit
         dtype = np.dtype(dtype)
         if dtype not in _FLOAT_TYPES:
             raise TypeError(f"no math library for dtype {dtype}")
@@ -67,8 +79,12 @@ class MathLib:
         self.zero = self.c(0.0)
         self.one = self.c(1.0)
         self.nan = self.c(math.nan)
-        self.exp = self._make_exp(full_range=True)
-        self.expneg = self._make_exp(full_range=False)
+        if target == "cuda":
+            # libdevice's exp is already fast and accurate (<= 2 ULP) on GPUs.
+            self.exp = self.expneg = self._make_libdevice_exp()
+        else:
+            self.exp = self._make_exp(full_range=True)
+            self.expneg = self._make_exp(full_range=False)
         self.tanh_small = self._make_tanh_small()
         self.recip1p = self._make_recip1p()
         self.copysign = self._make_copysign()
@@ -95,7 +111,7 @@ class MathLib:
         still exact down to the subnormal results (n >= -150 for float32).
         """
         t = self.type
-        jit = _jit
+        jit = self.jit
         if self.dtype == np.float32:
             itype = np.int32
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**23, 0x4B400000, 127, 23
@@ -163,6 +179,12 @@ class MathLib:
 
         return jit(exp)
 
+    def _make_libdevice_exp(self):
+        def exp(x):
+            return math.exp(x)
+
+        return self.jit(exp)
+
     # -- tanh near zero ----------------------------------------------------
     def _make_tanh_small(self):
         """tanh(x) for |x| < 0.625, where 1 - exp(-2|x|) would cancel.
@@ -171,7 +193,7 @@ class MathLib:
         P/Q), both documented there as accurate to about 1 ULP on this range.
         """
         t = self.type
-        jit = _jit
+        jit = self.jit
         if self.dtype == np.float32:
             p = _horner(
                 tuple(
@@ -241,14 +263,14 @@ class MathLib:
             r = (one - q * s) - q * lo
             return q + q * r
 
-        return _jit(recip1p)
+        return self.jit(recip1p)
 
     # -- helpers -----------------------------------------------------------
     def _make_copysign(self):
         def copysign(a, b):
             return math.copysign(a, b)
 
-        return _jit(copysign)
+        return self.jit(copysign)
 
     def _make_uniform(self):
         """uniform(i, k0, k1): a counter-based draw in [0, 1) for element i.
@@ -278,7 +300,7 @@ class MathLib:
             h = u32(h * m2)
             return u32(h ^ (h >> s16))
 
-        mix = _jit(mix)
+        mix = self.jit(mix)
 
         def uniform(i, k0, k1):
             # The odd constants keep (seed 0, index 0) away from mix(0) = 0.
@@ -286,16 +308,16 @@ class MathLib:
             h = mix(u32(h ^ u32(u32(u32(i >> s32) + k1) + c1)))
             return t(np.int32(h >> drop)) * scale
 
-        return _jit(uniform)
+        return self.jit(uniform)
 
 
 _LIBS: dict = {}
 
 
-def mathlib(dtype) -> MathLib:
-    """The cached :class:`MathLib` of ``dtype``."""
-    dtype = np.dtype(dtype)
-    lib = _LIBS.get(dtype)
+def mathlib(dtype, target: str = "cpu") -> MathLib:
+    """The cached :class:`MathLib` of ``dtype`` for ``target`` ("cpu" or "cuda")."""
+    key = (np.dtype(dtype), target)
+    lib = _LIBS.get(key)
     if lib is None:
-        lib = _LIBS.setdefault(dtype, MathLib(dtype))
+        lib = _LIBS.setdefault(key, MathLib(*key))
     return lib

@@ -423,8 +423,8 @@ def main(argv=None) -> int:
             print(f"fastact bench --device cuda: {reason}; no CUDA figures were measured.", file=sys.stderr)
             return 2
         print(
-            "fastact bench --device cuda: fastact has no CUDA kernels in this version; "
-            "no CUDA figures were measured.",
+            "fastact bench --device cuda: a GPU is present, but the CUDA timing sweep is not "
+            "implemented yet; no CUDA figures were measured.",
             file=sys.stderr,
         )
         return 2

@@ -1,0 +1,53 @@
+"""CUDA kernels without a GPU: numba's simulator and PTX compilation, in separate processes."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastact as fa
+
+HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+needs_cuda = pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="the cuda extra (numba-cuda) is not installed")
+PROBE = Path(__file__).with_name("cuda_probe.py")
+
+
+def probe(command, **env):
+    out = subprocess.run(
+        [sys.executable, str(PROBE), command],
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=PROBE.parent,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out.stdout
+
+
+@needs_cuda
+def test_every_kernel_in_the_simulator():
+    assert "simulated" in probe("simulate", NUMBA_ENABLE_CUDASIM="1")
+
+
+@needs_cuda
+def test_every_kernel_compiles_to_ptx_without_float64_in_float32():
+    assert "compiled" in probe("ptx")
+
+
+def test_cpu_path_does_not_import_cuda():
+    code = "import sys, numpy as np, fastact as fa; fa.tanh(np.ones(3)); print('numba.cuda' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_prelu_refuses_device_arrays_clearly():
+    class Fake:
+        __cuda_array_interface__ = {"shape": (3,), "typestr": "<f4", "data": (0, False), "version": 3}
+
+    with pytest.raises(TypeError, match="CUDA device arrays are not supported by prelu"):
+        fa.prelu(Fake(), np.ones(1))
