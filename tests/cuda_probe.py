@@ -101,6 +101,10 @@ def simulate():
                             err, _ = ulp_error(a, r, dtype)
                             assert err.max() <= ULP_TOLERANCE[dtype], (name, dtype, err.max())
                     checked += 1
+        # A strided device input is made contiguous on the device.
+        grid = x[:60].reshape(6, 10)
+        strided = cuda.to_device(grid)[:, ::3]
+        assert np.array_equal(fa.relu(strided).copy_to_host(), fa.relu(grid[:, ::3]))
         # out= device buffers are filled and returned; host/device mixing is refused.
         y, d = cuda.device_array(x.shape, dtype), cuda.device_array(x.shape, dtype)
         res = fa.tanh.fused(dx, out=(y, d))

@@ -51,3 +51,42 @@ def test_prelu_refuses_device_arrays_clearly():
 
     with pytest.raises(TypeError, match="CUDA device arrays are not supported by prelu"):
         fa.prelu(Fake(), np.ones(1))
+
+
+@needs_cuda
+def test_gpu_check_script_runs_in_the_simulator():
+    """The GPU script's validation and timing code, at toy sizes (simulated timings mean nothing)."""
+    script = PROBE.parents[1] / "benchmarks" / "gpu_check.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--size", "2048", "--rounds", "2", "--validate-size", "64"],
+        env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "validated every kernel against the CPU" in out.stdout and "| sigmoid |" in out.stdout
+
+
+@needs_cuda
+def test_bench_device_cuda_reports_in_the_simulator(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastact",
+            "bench",
+            "--device",
+            "cuda",
+            "--memory-size",
+            "4096",
+            "--output",
+            str(tmp_path),
+        ],
+        env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| sigmoid |" in (tmp_path / "report_cuda.md").read_text()
