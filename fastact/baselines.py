@@ -56,8 +56,6 @@ _NUMPY_FORMULAS = {
     **{name: _np_leaky(slope) for name, slope in SLOPES.items()},
 }
 
-NUMPY_NAMES = tuple(_NUMPY_FORMULAS)
-
 
 def numpy_mode(name: str, mode: str):
     """The NumPy formula of ``name`` in ``mode``, as a function of (x) or (g, x)."""
