@@ -103,8 +103,8 @@ class Activation:
                 raise TypeError(f"{self.name}: {key} must be a real number, got {value!r}")
         return values
 
-    def _cuda_params(self, values: dict, dtype) -> tuple[str, tuple]:
-        """(loop, kernel parameters) of the CUDA kernel."""
+    def _loop_params(self, values: dict, dtype) -> tuple[str, tuple]:
+        """(loop, kernel parameters) of this call, for the CPU and the CUDA kernels."""
         return "elementwise", self._kernel_params(values, dtype)
 
     def _kernel_params(self, values: dict, dtype) -> tuple:
@@ -184,7 +184,7 @@ class Activation:
         if _on_device(arrays, out):
             from fastact import cuda
 
-            return cuda.run(self, mode, arrays, names, out, n_out, lambda dt: self._cuda_params(values, dt))
+            return cuda.run(self, mode, arrays, names, out, n_out, lambda dt: self._loop_params(values, dt))
         arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
         layout = Layout(arrays, outs, shape, dtype)
         size = arrays[-1].size
@@ -193,16 +193,11 @@ class Activation:
         return self._result(layout.finish(), scalar, n_out)
 
     def _launch(self, mode, dtype, layout, size, values):
-        _cpu.launch(
-            self,
-            dtype,
-            mode,
-            "elementwise",
-            size,
-            layout.flat_inputs,
-            layout.flat_buffers,
-            self._kernel_params(values, dtype),
-        )
+        loop, params = self._loop_params(values, dtype)
+        # The CPU elementwise kernels take the parameters as one tuple, the
+        # other loops as separate arguments.
+        args = (params,) if loop == "elementwise" else params
+        _cpu.launch(self, dtype, mode, loop, size, layout.flat_inputs, layout.flat_buffers, *args)
 
 
 def _on_device(arrays, out) -> bool:
@@ -246,7 +241,7 @@ class RReLU(Activation):
             values["seed"] = secrets.randbits(64)
         return values
 
-    def _cuda_params(self, values, dtype):
+    def _loop_params(self, values, dtype):
         lower, upper = float(values["lower"]), float(values["upper"])
         if not values["training"]:
             return "elementwise", (dtype.type((lower + upper) / 2),)
@@ -256,32 +251,6 @@ class RReLU(Activation):
             dtype.type(upper - lower),
             np.uint32(seed & 0xFFFFFFFF),
             np.uint32(seed >> 32),
-        )
-
-    def _launch(self, mode, dtype, layout, size, values):
-        lower, upper = values["lower"], values["upper"]
-        if not values["training"]:
-            slope = (dtype.type((float(lower) + float(upper)) / 2),)
-            _cpu.launch(
-                self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, slope
-            )
-            return
-        seed = int(values["seed"]) & (2**64 - 1)
-        k0, k1 = np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
-        lower_t = dtype.type(lower)
-        width = dtype.type(float(upper) - float(lower))
-        _cpu.launch(
-            self,
-            dtype,
-            mode,
-            "random",
-            size,
-            layout.flat_inputs,
-            layout.flat_buffers,
-            lower_t,
-            width,
-            k0,
-            k1,
         )
 
 
