@@ -277,30 +277,34 @@ class PReLU(Activation):
         """``(grad_out * ∂f/∂x, grad_weight)``; ``out`` is the grad_x buffer."""
         return self._channelwise("backward", (grad_out, x), weight, out, ("grad_out", "x"), 1)
 
-    def _weight(self, method, weight, shape, dtype):
-        w = as_input(weight, f"prelu.{method}: weight")
-        if w.ndim > 1:
-            raise ValueError(f"prelu.{method}: weight must be 1-D (1 or C values), got shape {w.shape}")
-        w = np.ascontiguousarray(w.reshape(-1), dtype=dtype)
-        if w.size == 1:
-            return w, 1
+    @staticmethod
+    def _count_channels(method, size, ndim, shape) -> int:
+        """Check a weight of ``size`` values and ``ndim`` dims; return the channel count."""
+        if ndim > 1:
+            raise ValueError(f"prelu.{method}: weight must be 1-D (1 or C values), got {ndim} dims")
+        if size == 1:
+            return 1
         if len(shape) == 0:
-            raise ValueError(f"prelu.{method}: a 0-d input takes a weight of 1 value, got {w.size}")
+            raise ValueError(f"prelu.{method}: a 0-d input takes a weight of 1 value, got {size}")
         channels = shape[1] if len(shape) >= 2 else shape[0]
-        if w.size != channels:
+        if size != channels:
             axis = 1 if len(shape) >= 2 else 0
             raise ValueError(
-                f"prelu.{method}: weight has {w.size} values, but input of shape {shape} "
+                f"prelu.{method}: weight has {size} values, but input of shape {shape} "
                 f"has {channels} channels on dim {axis} (weight takes 1 or {channels} values)"
             )
-        return w, channels
+        return channels
+
+    def _weight(self, method, weight, shape, dtype):
+        w = as_input(weight, f"prelu.{method}: weight")
+        channels = self._count_channels(method, w.size, w.ndim, shape)
+        return np.ascontiguousarray(w.reshape(-1), dtype=dtype), channels
 
     def _channelwise(self, mode, arrays, weight, out, names, n_out):
-        if _on_device(arrays, out):
-            raise TypeError(
-                f"prelu.{mode}: CUDA device arrays are not supported by prelu yet; "
-                "use a host array (or leaky_relu for a fixed slope)"
-            )
+        if _on_device((*arrays, weight), out):
+            from fastact import cuda
+
+            return cuda.run_prelu(self, mode, arrays, names, weight, out, n_out, self._count_channels)
         arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
         w, channels = self._weight(mode, weight, shape, dtype)
         size = int(np.prod(shape))

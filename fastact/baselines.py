@@ -107,9 +107,10 @@ def _torch_ops(name: str):
         weights = {}
 
         def weight(x):
-            w = weights.get(x.dtype)
+            key = (x.dtype, x.device)
+            w = weights.get(key)
             if w is None:
-                w = weights[x.dtype] = torch.full((1,), SLOPES["prelu"], dtype=x.dtype)
+                w = weights[key] = torch.full((1,), SLOPES["prelu"], dtype=x.dtype, device=x.device)
             return w
 
         return (

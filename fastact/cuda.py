@@ -28,8 +28,18 @@ from numba import cuda
 from fastact._activation import is_device_array
 from fastact._cpu import MODES, _caller, _store
 
-THREADS_PER_BLOCK = 256
+THREADS_PER_BLOCK = 256  # a power of two: PReLU's grad_weight reduces by halving
 BLOCKS_PER_SM = 32
+
+# PReLU's grad_weight: the flat input is viewed as rows of at least UNIT_MIN
+# columns (a whole number of channel periods); one thread sums CHUNK_ROWS rows
+# of one column while it writes grad_x, then blocks reduce those partial sums
+# per channel, each thread adding REDUCE_ITEMS of them in order before a tree
+# of fixed shape. Every sum has a fixed order: the result does not depend on
+# the grid size, and is the same on every run.
+UNIT_MIN = 256
+CHUNK_ROWS = 64
+REDUCE_ITEMS = 64
 
 _lock = threading.RLock()
 _kernels: dict = {}
@@ -111,17 +121,24 @@ def inspect_ptx(name: str, dtype="float32", mode: str = "fused", cc=(9, 0), **pa
 
     ``mode`` is one of ``forward``, ``derivative``, ``fused``, ``backward``.
     ``params`` select the kernel variant: ``training=True`` for RReLU's
-    random-slope kernel.
+    random-slope kernel; ``reduction=True`` with PReLU's ``backward`` for the
+    kernel that sums grad_weight's partial sums per channel.
     """
     import fastact
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     act = fastact.ACTIVATIONS[name]
-    loop = "random" if name == "rrelu" and params.get("training") else "elementwise"
-    arity = 0 if name in ("sigmoid", "tanh", "relu") else 1
-    py = _python_kernel(act, np.dtype(dtype), mode, loop, arity)
-    ptx, _ = cuda.compile_ptx(py, _signature(dtype, mode, loop, arity), cc=tuple(cc))
+    if name == "prelu":
+        kind = "reduce" if mode == "backward" and params.get("reduction") else mode
+        py = _prelu_python_kernel(act, np.dtype(dtype), kind, THREADS_PER_BLOCK)
+        signature = _prelu_signature(dtype, kind)
+    else:
+        loop = "random" if name == "rrelu" and params.get("training") else "elementwise"
+        arity = 0 if name in ("sigmoid", "tanh", "relu") else 1
+        py = _python_kernel(act, np.dtype(dtype), mode, loop, arity)
+        signature = _signature(dtype, mode, loop, arity)
+    ptx, _ = cuda.compile_ptx(py, signature, cc=tuple(cc))
     return ptx
 
 
@@ -133,30 +150,34 @@ def _as_device(a, what: str):
 
 
 def _flat(arr):
-    """A contiguous 1-D device view, copying a strided array on the device."""
+    """A C-ordered contiguous 1-D device view, copying on the device when needed.
 
-    if arr.is_c_contiguous() or arr.is_f_contiguous():
-        return arr.reshape(arr.size, order="C" if arr.is_c_contiguous() else "F")
+    Outputs are C-ordered, so the input is flattened in C order too (a
+    Fortran-ordered input is copied, not read in its own order).
+    """
+    if arr.is_c_contiguous():
+        return arr.reshape(arr.size)
     out = cuda.device_array(arr.shape, arr.dtype)
     out[...] = arr
     return out.reshape(arr.size)
 
 
-def launch_config(size: int):
+def _max_blocks() -> int:
     try:
         sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
     except Exception:  # noqa: BLE001 - the simulator has no device attributes
         sms = 2
-    blocks = max(1, min(-(-size // THREADS_PER_BLOCK), sms * BLOCKS_PER_SM))
+    return sms * BLOCKS_PER_SM
+
+
+def launch_config(size: int):
+    """(blocks, threads) of a grid-stride launch over ``size`` items."""
+    blocks = max(1, min(-(-size // THREADS_PER_BLOCK), _max_blocks()))
     return blocks, THREADS_PER_BLOCK
 
 
-def run(activation, mode: str, arrays, names, out, n_out, kernel_params):
-    """The CUDA path of one call: validate device operands, launch, return device arrays.
-
-    ``kernel_params(dtype)`` gives (loop, parameters) for the input's dtype.
-    """
-    where = f"{activation.name}.{mode}"
+def _operands(where: str, arrays, names, out, n_out):
+    """Check device operands and ``out``; return (inputs, results, flat buffers, shape, dtype)."""
     for a, n in zip(arrays, names, strict=True):
         if not is_device_array(a):
             raise TypeError(
@@ -189,14 +210,231 @@ def run(activation, mode: str, arrays, names, out, n_out, kernel_params):
                 raise ValueError(f"{where}: a device out buffer must be C-contiguous")
         results.append(o)
         buffers.append(o.reshape(o.size))
+    return devs, results, buffers, shape, np.dtype(dtype)
+
+
+def run(activation, mode: str, arrays, names, out, n_out, kernel_params):
+    """The CUDA path of one call: validate device operands, launch, return device arrays.
+
+    ``kernel_params(dtype)`` gives (loop, parameters) for the input's dtype.
+    """
+    devs, results, buffers, shape, dtype = _operands(f"{activation.name}.{mode}", arrays, names, out, n_out)
     size = int(np.prod(shape))
     if size:
-        loop, params = kernel_params(np.dtype(dtype))
+        loop, params = kernel_params(dtype)
         arity = 0 if loop == "random" else len(params)
         kernel = get_kernel(activation, dtype, mode, loop, arity)
         blocks, threads = launch_config(size)
         kernel[blocks, threads](tuple(_flat(d) for d in devs), tuple(buffers), params)
     return results[0] if n_out == 1 else tuple(results)
+
+
+# -- PReLU: a weight per channel, and grad_weight reduced on the device ---------
+def _channel_template(f, store):
+    def kernel(ins, outs, w, channels, inner):
+        x = ins[-1]
+        n = x.shape[0]
+        i = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        stride = np.int64(cuda.gridDim.x) * cuda.blockDim.x
+        # The channel of i is (i // inner) % channels. Dividing once and then
+        # stepping (k, c) along with i keeps 64-bit divisions, which GPUs
+        # emulate in dozens of instructions, out of the loop.
+        row = i // inner
+        k = i - row * inner
+        c = row % channels
+        step_rows = stride // inner
+        step_k = stride - step_rows * inner
+        step_c = step_rows % channels
+        while i < n:
+            y, d = f(x[i], w[c])
+            store(ins, outs, i, y, d)
+            i += stride
+            k += step_k
+            c += step_c
+            if k >= inner:
+                k -= inner
+                c += 1
+            if c >= channels:
+                c -= channels
+
+    return kernel
+
+
+def _prelu_backward_template(f, zero):
+    def kernel(g, x, gx, partial, w, channels, inner, unit, rows, chunk):
+        # Thread t owns column q of row chunk j of the (rows, unit) view:
+        # it writes grad_x there and sums that column's grad_weight terms.
+        n = x.shape[0]
+        t = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        stride = np.int64(cuda.gridDim.x) * cuda.blockDim.x
+        while t < partial.shape[0]:
+            j = t // unit
+            q = t - j * unit
+            s = w[(q // inner) % channels]
+            acc = zero
+            r = j * chunk
+            end = min(rows, r + chunk)
+            i = r * unit + q
+            while r < end and i < n:
+                xi = x[i]
+                gi = g[i]
+                gx[i] = gi * f(xi, s)[1]
+                if not xi > zero:
+                    acc += gi * xi
+                r += 1
+                i += unit
+            partial[t] = acc
+            t += stride
+
+    return kernel
+
+
+def _reduce_template(zero, threads: int, dtype):
+    def kernel(src, dst, entries, inner, channels, reps, items):
+        # dst[c * groups + k] = sum of group k of channel c's entries, where
+        # entry s of channel c sits at src[(s // (reps*inner)) * reps*period
+        # + ((s % (reps*inner)) // inner) * period + c*inner + s % inner].
+        shared = cuda.shared.array(threads, dtype)
+        tid = cuda.threadIdx.x
+        width = np.int64(cuda.blockDim.x)
+        per_group = width * items
+        groups = (entries + per_group - 1) // per_group
+        period = channels * inner
+        span = reps * inner
+        b = np.int64(cuda.blockIdx.x)
+        while b < channels * groups:
+            c = b // groups
+            k = b - c * groups
+            acc = zero
+            s = k * per_group + tid
+            end = min(entries, (k + 1) * per_group)
+            while s < end:
+                block = s // span
+                rem = s - block * span
+                a = rem // inner
+                acc += src[block * reps * period + a * period + c * inner + (rem - a * inner)]
+                s += width
+            shared[tid] = acc
+            cuda.syncthreads()
+            half = width // 2
+            while half > 0:
+                if tid < half:
+                    shared[tid] += shared[tid + half]
+                cuda.syncthreads()
+                half //= 2
+            if tid == 0:
+                dst[b] = shared[0]
+            cuda.syncthreads()
+            b += cuda.gridDim.x
+
+    return kernel
+
+
+def _prelu_python_kernel(activation, dtype, mode: str, threads: int):
+    from fastact._math import mathlib
+
+    m = mathlib(dtype, "cuda")
+    if mode == "reduce":
+        return _reduce_template(m.zero, threads, m.type)
+    f = activation.scalar(dtype, "cuda")
+    if mode == "backward":
+        return _prelu_backward_template(f, m.zero)
+    return _channel_template(f, _store(mode, _device_jit))
+
+
+def _prelu_signature(dtype, mode: str):
+    from numba import types
+
+    scalar = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    arr = types.Array(scalar, 1, "C")
+    i64 = types.int64
+    if mode == "reduce":
+        return types.void(arr, arr, i64, i64, i64, i64, i64)
+    if mode == "backward":
+        return types.void(arr, arr, arr, arr, arr, i64, i64, i64, i64, i64)
+    n_out = 2 if mode == "fused" else 1
+    return types.void(types.UniTuple(arr, 1), types.UniTuple(arr, n_out), arr, i64, i64)
+
+
+def _prelu_kernel(activation, dtype, mode: str):
+    threads = THREADS_PER_BLOCK
+    if threads & (threads - 1):
+        raise ValueError(f"THREADS_PER_BLOCK must be a power of two, got {threads}")
+    key = (activation.name, np.dtype(dtype), "prelu-" + mode, threads)
+    with _lock:
+        kernel = _kernels.get(key)
+        if kernel is None:
+            py = _prelu_python_kernel(activation, dtype, mode, threads)
+            kernel = _kernels[key] = cuda.jit(fastmath=False)(py)
+    return kernel
+
+
+def _device_weight(where: str, weight, dtype):
+    if isinstance(weight, (int, float, np.integer, np.floating)) and not isinstance(weight, (bool, np.bool_)):
+        return cuda.to_device(np.array([weight], dtype))
+    if not is_device_array(weight):
+        raise TypeError(
+            f"{where}: weight is a host array but x is on the GPU; "
+            "move both to the same device (fastact never copies silently)"
+        )
+    w = _as_device(weight, f"{where}: weight")
+    if w.dtype != dtype:
+        raise TypeError(f"{where}: weight has dtype {w.dtype}, but x has dtype {dtype}")
+    return w
+
+
+def run_prelu(activation, mode: str, arrays, names, weight, out, n_out, count_channels):
+    """PReLU on device arrays: ``(result, grad_weight)`` for ``backward``, else the result.
+
+    ``count_channels(method, size, ndim, shape)`` validates the weight's size and
+    returns the number of channels (as on the CPU).
+    """
+    where = f"prelu.{mode}"
+    devs, results, buffers, shape, dtype = _operands(where, arrays, names, out, n_out)
+    w = _device_weight(where, weight, dtype)
+    channels = count_channels(mode, w.size, w.ndim, shape)
+    w = _flat(w)
+    inner = 1 if channels == 1 else int(np.prod(shape[2:], dtype=np.int64))
+    size = int(np.prod(shape, dtype=np.int64))
+    result = results[0] if n_out == 1 else tuple(results)
+    if mode != "backward":
+        if size:
+            kernel = _prelu_kernel(activation, dtype, mode)
+            blocks, threads = launch_config(size)
+            kernel[blocks, threads](
+                tuple(_flat(d) for d in devs), tuple(buffers), w, np.int64(channels), np.int64(inner)
+            )
+        return result
+    grad_weight = cuda.device_array(w.size, dtype)
+    if not size:
+        grad_weight[:] = 0
+        return result, grad_weight
+    g, x = (_flat(d) for d in devs)
+    period = channels * inner
+    reps = max(1, -(-UNIT_MIN // period))
+    unit = reps * period
+    rows = -(-size // unit)
+    chunks = -(-rows // CHUNK_ROWS)
+    partial = cuda.device_array(chunks * unit, dtype)
+    blocks, threads = launch_config(partial.size)
+    _prelu_kernel(activation, dtype, "backward")[blocks, threads](
+        g, x, buffers[0], partial, w, *(np.int64(v) for v in (channels, inner, unit, rows, CHUNK_ROWS))
+    )
+    # Channel c has chunks * reps * inner entries in ``partial``; each round
+    # sums groups of THREADS_PER_BLOCK * REDUCE_ITEMS of them, to one per channel.
+    reduce = _prelu_kernel(activation, dtype, "reduce")
+    src, entries = partial, chunks * reps * inner
+    while True:
+        groups = -(-entries // (THREADS_PER_BLOCK * REDUCE_ITEMS))
+        dst = grad_weight if groups == 1 else cuda.device_array(channels * groups, dtype)
+        blocks = min(channels * groups, _max_blocks())
+        reduce[blocks, THREADS_PER_BLOCK](
+            src, dst, *(np.int64(v) for v in (entries, inner, channels, reps, REDUCE_ITEMS))
+        )
+        if groups == 1:
+            return result, grad_weight
+        # The next round reads dst as (channels, groups): one run per channel.
+        src, entries, inner, reps = dst, groups, groups, 1
 
 
 # -- measurement (benchmarks/gpu_check.py, fastact bench --device cuda) ----------
@@ -256,9 +494,14 @@ def measure_fused(size: int = 1 << 28, rounds: int = 20) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         f"| (copy kernel: read 1, write 2) | {copy * 1e3:.3f} | {nbytes / copy / 1e9:.0f} | 100 | - | - |",
     ]
-    for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
+    from fastact.baselines import SLOPES
+
+    # PReLU with one weight in device memory, RReLU in evaluation.
+    weight = cuda.to_device(np.array([SLOPES["prelu"]], np.float32))
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu"):
         act = fa.ACTIVATIONS[name]
-        t = timed(lambda act=act: act.fused(x, out=(y, d)), rounds)
+        args = (x, weight) if name == "prelu" else (x,)
+        t = timed(lambda act=act, args=args: act.fused(*args, out=(y, d)), rounds)
         torch_cell, ratio = "-", "-"
         if have_torch:
             from fastact import baselines

@@ -3,7 +3,9 @@
 ``python cuda_probe.py simulate``: under NUMBA_ENABLE_CUDASIM=1, every
 activation x mode x dtype on adversarial inputs, with 4-thread blocks so that
 several blocks and the grid-stride loop run; compared with the references
-(4 ULP) and with the CPU kernels.
+(4 ULP) and with the CPU kernels. PReLU per channel layout, with grad_weight's
+chunk and reduction sizes shrunk so that several chunks and reduction rounds
+run, checked against float64 references and for determinism across grids.
 ``python cuda_probe.py ptx``: every kernel compiles to PTX for sm_80 and
 sm_90; float32 kernels hold no float64 instruction.
 """
@@ -13,12 +15,13 @@ import sys
 import warnings
 
 import numpy as np
-from reference import reference, ulp_error
-from tolerances import DTYPES, MODES, ULP_TOLERANCE
+from reference import prelu_grad_weight_reference, prelu_reference, reference, ulp_error
+from tolerances import DTYPES, GRAD_WEIGHT_RTOL, MODES, ULP_TOLERANCE
 
 import fastact as fa
 
 NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "rrelu")
+PTX_VARIANTS = {"rrelu": ({}, {"training": True}), "prelu": ({}, {"reduction": True})}
 
 
 def inputs(dtype):
@@ -101,10 +104,12 @@ def simulate():
                             err, _ = ulp_error(a, r, dtype)
                             assert err.max() <= ULP_TOLERANCE[dtype], (name, dtype, err.max())
                     checked += 1
-        # A strided device input is made contiguous on the device.
+        # Strided and Fortran-ordered device input is read in C order.
         grid = x[:60].reshape(6, 10)
         strided = cuda.to_device(grid)[:, ::3]
         assert np.array_equal(fa.relu(strided).copy_to_host(), fa.relu(grid[:, ::3]))
+        fortran = np.asfortranarray(grid)
+        assert np.array_equal(fa.relu(cuda.to_device(fortran)).copy_to_host(), fa.relu(grid), equal_nan=True)
         # out= device buffers are filled and returned; host/device mixing is refused.
         y, d = cuda.device_array(x.shape, dtype), cuda.device_array(x.shape, dtype)
         res = fa.tanh.fused(dx, out=(y, d))
@@ -120,7 +125,102 @@ def simulate():
                 assert "host" in str(exc)
             else:
                 raise AssertionError("mixing host and device arrays was accepted")
+    checked += simulate_prelu()
     print(f"simulated {checked} kernel calls")
+
+
+PRELU_SHAPES = [
+    ((17,), 17),  # 1-D: channels on dim 0
+    ((5, 7), 7),  # (N, C): weight along the contiguous axis
+    ((4, 3, 3), 3),  # shape[1] == shape[-1]
+    ((2, 6, 5, 4), 6),
+    ((3, 4, 1), 4),
+    ((9, 2, 13), 2),
+    ((61,), 1),  # one shared weight
+    ((2, 3, 5), 1),
+    ((), 1),
+    ((0, 3), 3),
+]
+
+
+def simulate_prelu():
+    from numba import cuda
+
+    import fastact.cuda as fc
+
+    # Small rows, chunks and groups: several chunks per column and several
+    # reduction rounds on these tiny arrays.
+    fc.UNIT_MIN, fc.CHUNK_ROWS, fc.REDUCE_ITEMS = 8, 3, 2
+    checked = 0
+    for dtype in DTYPES:
+        specials = inputs(dtype)
+        for shape, channels in PRELU_SHAPES:
+            rng = np.random.default_rng(channels)
+            size = int(np.prod(shape))
+            x = np.resize(rng.permutation(specials), size).reshape(shape).astype(dtype)
+            g = np.asarray(rng.standard_normal(shape), dtype)
+            w = rng.uniform(0.05, 0.5, channels).astype(dtype)
+            dx, dg, dw = cuda.to_device(x), cuda.to_device(g), cuda.to_device(w)
+            ry, rd = (r.reshape(shape).astype(dtype) for r in prelu_reference(x, w))
+            with np.errstate(all="ignore"):
+                rgx = (g * rd).astype(dtype)
+            y, d = fa.prelu.fused(dx, dw)
+            got = {
+                "forward": fa.prelu(dx, dw),
+                "derivative": fa.prelu.derivative(dx, dw),
+                "fused y": y,
+                "fused dy": d,
+            }
+            gx, gw = fa.prelu.backward(dg, dx, dw)
+            got["backward"] = gx
+            want = {"forward": ry, "derivative": rd, "fused y": ry, "fused dy": rd, "backward": rgx}
+            for key, a in got.items():
+                a = a.copy_to_host()
+                assert a.shape == shape and a.dtype == dtype, (key, shape)
+                assert np.array_equal(a, want[key], equal_nan=True), (key, shape, dtype)
+            # grad_weight on finite inputs, against a float64 sum.
+            finite = np.asarray(np.clip(np.nan_to_num(x), -4, 4), dtype)
+            gx, gw = fa.prelu.backward(dg, cuda.to_device(finite), dw)
+            gw = gw.copy_to_host()
+            ref = prelu_grad_weight_reference(g, finite, w)
+            tol = GRAD_WEIGHT_RTOL[dtype]
+            assert gw.shape == (channels,) and gw.dtype == dtype
+            np.testing.assert_allclose(gw, ref, rtol=tol, atol=tol * np.abs(g * finite).sum())
+            # The same sums in the same order, whatever the grid.
+            saved = fc.BLOCKS_PER_SM
+            fc.BLOCKS_PER_SM = 3
+            try:
+                again = fa.prelu.backward(dg, cuda.to_device(finite), dw)[1].copy_to_host()
+            finally:
+                fc.BLOCKS_PER_SM = saved
+            assert np.array_equal(again, gw), (shape, dtype)
+            checked += 6
+        # A scalar weight, out= buffers, strided input, and bad operands.
+        x = np.linspace(-3, 3, 24).reshape(2, 3, 4).astype(dtype)
+        dx = cuda.to_device(x)
+        assert np.array_equal(fa.prelu(dx, 0.5).copy_to_host(), np.where(x > 0, x, x * dtype.type(0.5)))
+        out = cuda.device_array(x.shape, dtype)
+        assert fa.prelu(dx, cuda.to_device(np.ones(3, dtype)), out=out) is out
+        wide = np.linspace(-3, 3, 48).reshape(2, 6, 4).astype(dtype)
+        strided = cuda.to_device(wide)[:, ::2]  # (2, 3, 4), not contiguous
+        w3 = np.array([0.1, 0.2, 0.3], dtype)
+        ref = prelu_reference(wide[:, ::2], w3)[0].astype(dtype)
+        assert not strided.is_c_contiguous()
+        assert np.array_equal(fa.prelu(strided, cuda.to_device(w3)).copy_to_host(), ref)
+        bad = [
+            (TypeError, "host", (dx, np.ones(3, dtype))),
+            (TypeError, "host", (x, cuda.to_device(np.ones(3, dtype)))),
+            (ValueError, "channels on dim 1", (dx, cuda.to_device(np.ones(4, dtype)))),
+            (TypeError, "dtype", (dx, cuda.to_device(np.ones(3, np.float16)))),
+        ]
+        for kind, words, args in bad:
+            try:
+                fa.prelu(*args)
+            except kind as exc:
+                assert words in str(exc), exc
+            else:
+                raise AssertionError(f"accepted: {words}")
+    return checked
 
 
 def ptx():
@@ -128,8 +228,8 @@ def ptx():
 
     count = 0
     for dtype in ("float32", "float64"):
-        for name in NAMES:
-            for kw in ({}, {"training": True}) if name == "rrelu" else ({},):
+        for name in (*NAMES, "prelu"):
+            for kw in PTX_VARIANTS.get(name, ({},)):
                 for mode in MODES:
                     for cc in ((8, 0), (9, 0)):
                         code = inspect_ptx(name, dtype, mode, cc=cc, **kw)

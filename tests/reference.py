@@ -91,7 +91,9 @@ def prelu_reference(x, weight):
         shape = [1] * x.ndim
         shape[1 if x.ndim >= 2 else 0] = w.size
         w = w.reshape(shape)
-    return np.where(x > 0, x, w * x), np.where(x > 0, 1.0, w + 0 * x)
+    # The slope is the derivative down to -inf; NaN stays NaN.
+    slope = np.where(np.isnan(x), np.nan, w)
+    return np.where(x > 0, x, w * x), np.where(x > 0, 1.0, slope)
 
 
 def prelu_grad_weight_reference(g, x, weight):

@@ -4,6 +4,7 @@ import numba
 import numpy as np
 import pytest
 from reference import prelu_grad_weight_reference, prelu_reference, reference
+from tolerances import GRAD_WEIGHT_RTOL
 
 import fastact as fa
 
@@ -35,7 +36,7 @@ def test_prelu_against_reference(shape, channels, dtype):
     gx, gw = fa.prelu.backward(g, x, w)
     np.testing.assert_array_equal(gx, (g * rd).astype(dtype))
     assert gw.shape == (channels,) and gw.dtype == dtype
-    tol = 1e-12 if dtype == np.float64 else 2e-5
+    tol = GRAD_WEIGHT_RTOL[np.dtype(dtype)]
     np.testing.assert_allclose(
         gw, prelu_grad_weight_reference(g, x, w), rtol=tol, atol=tol * np.abs(g * x).sum()
     )
