@@ -1,4 +1,4 @@
-"""The ``fastact`` command: ``fastact demo`` and ``fastact accuracy``."""
+"""The ``fastact`` command: bench, demo, accuracy, plot, vanishing and train."""
 
 from __future__ import annotations
 
@@ -81,27 +81,33 @@ def demo(argv=None) -> int:
     return 0
 
 
+# Subcommands implemented in their own modules, imported when chosen.
+COMMANDS = {
+    "bench": ("fastact.bench", "cost report: activations vs ReLU, NumPy, PyTorch and the roofline"),
+    "demo": (None, "values, saturated derivatives and a speed comparison"),
+    "accuracy": ("fastact.accuracy", "exhaustive float32 accuracy check (all 2^32 inputs)"),
+    "plot": ("fastact.figure", "the activations and their derivatives (PNG and SVG)"),
+    "vanishing": ("fastact.vanishing", "gradient norm per layer of a deep MLP, per activation"),
+    "train": ("fastact.train", "training speed of an MLP per activation (digits, spiral)"),
+}
+
+
 def main(argv=None) -> int:
+    import importlib
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"demo": demo, "accuracy": None, "bench": None}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print(
-            "usage: fastact {bench,demo,accuracy} [options]\n\n"
-            "  bench     cost report: activations vs ReLU, NumPy, PyTorch and the roofline\n"
-            "  demo      values, saturated derivatives and a speed comparison\n"
-            "  accuracy  exhaustive float32 accuracy check (all 2^32 inputs)",
-            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
-        )
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    if argv[0] == "bench":
-        from fastact.bench import main as bench_main
-
-        return bench_main(argv[1:])
-    if argv[0] == "accuracy":
-        from fastact.accuracy import main as accuracy_main
-
-        return accuracy_main(argv[1:])
-    return commands[argv[0]](argv[1:])
+    asked_help = bool(argv) and argv[0] in ("-h", "--help")
+    if not argv or asked_help or argv[0] not in COMMANDS:
+        usage = "usage: fastact {" + ",".join(COMMANDS) + "} [options]\n\n"
+        usage += "\n".join(f"  {name:<10}{text}" for name, (_, text) in COMMANDS.items())
+        if argv and not asked_help:
+            usage = f"fastact: unknown command {argv[0]!r}\n" + usage
+        print(usage, file=sys.stdout if asked_help else sys.stderr)
+        return 0 if asked_help else 2
+    module, _ = COMMANDS[argv[0]]
+    if module is None:
+        return demo(argv[1:])
+    return importlib.import_module(module).main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -343,16 +343,23 @@ class PReLU(Activation):
         return result
 
     def _backward(self, layout, w, channels, inner, size, dtype):
-        from fastact._config import REDUCTION_BLOCK
+        """grad_x into the layout's buffer; grad_weight from per-block partial sums.
+
+        The kernels sum in a fixed order set by the shape alone (fixed blocks,
+        interleaved running sums, strict IEEE arithmetic), and the partial
+        sums are added here in a fixed order too: grad_weight has the same
+        bits for any thread count.
+        """
+        from fastact._config import REDUCTION_BLOCK, REDUCTION_LANES
 
         g, x = layout.flat_inputs
         (gx,) = layout.flat_buffers
         if channels == 1:
-            partial = np.empty(-(-size // REDUCTION_BLOCK), dtype)
+            partial = np.empty((-(-size // REDUCTION_BLOCK), REDUCTION_LANES), dtype)
             _cpu.launch(self, dtype, "prelu_backward", "elementwise", size, g, x, gx, partial, w)
             return np.array([partial.sum()], dtype)
-        if inner > 1:
-            partial = np.empty(size // inner, dtype)
+        if inner >= REDUCTION_LANES:
+            partial = np.empty((size // inner, REDUCTION_LANES), dtype)
             _cpu.launch(
                 self,
                 dtype,
@@ -367,10 +374,14 @@ class PReLU(Activation):
                 np.int64(channels),
                 np.int64(inner),
             )
-            return partial.reshape(-1, channels).sum(axis=0)
-        rows = size // channels
-        rows_per_block = max(1, REDUCTION_BLOCK // channels)
-        partial = np.empty((-(-rows // rows_per_block), channels), dtype)
+            return partial.sum(axis=1).reshape(-1, channels).sum(axis=0)
+        # Short rows (inner < 16): the weight repeated along one sample's
+        # channels x inner values, whose running sums are the lanes.
+        unit = channels * inner
+        weights = np.repeat(w, inner) if inner > 1 else w
+        rows = size // unit
+        rows_per_block = max(1, REDUCTION_BLOCK // unit)
+        partial = np.empty((-(-rows // rows_per_block), unit), dtype)
         _cpu.launch(
             self,
             dtype,
@@ -381,8 +392,8 @@ class PReLU(Activation):
             x,
             gx,
             partial,
-            w,
-            np.int64(channels),
+            weights,
+            np.int64(unit),
             np.int64(rows_per_block),
         )
-        return partial.sum(axis=0)
+        return partial.sum(axis=0).reshape(channels, inner).sum(axis=1)

@@ -6,10 +6,12 @@
 # the sign of -0.0, and ``arcp``/``afn`` would loosen the 4-ULP contract.
 FASTMATH = frozenset({"contract"})
 
-# Reductions (PReLU's grad_weight) may reassociate within one fixed-size block
-# so that LLVM vectorizes them; blocks are fixed by the shape alone, so the
-# result does not depend on the number of threads.
-FASTMATH_REDUCTION = frozenset({"contract", "reassoc"})
+# Reductions (PReLU's grad_weight): strict IEEE arithmetic, no fast-math flag
+# at all. Their summation order is written out in the source (fixed blocks,
+# eight interleaved sums); ``reassoc`` would let LLVM pick another order, and
+# ``contract`` fuse some products into FMAs, differently in the serial and
+# the parallel build (measured: the two gave different bits).
+FASTMATH_REDUCTION = frozenset()
 
 # NumPy's error model: no Python-style ZeroDivisionError checks in the loops.
 ERROR_MODEL = "numpy"
@@ -18,8 +20,10 @@ ERROR_MODEL = "numpy"
 # thread pool costs about 5-10 us here, more than the work it would share.
 PARALLEL_MIN_SIZE = 1 << 15
 
-# Fixed block length of the deterministic reductions.
+# Fixed block length of the deterministic reductions, and the number of
+# interleaved running sums in a block (written out, so that they vectorize).
 REDUCTION_BLOCK = 1 << 12
+REDUCTION_LANES = 16
 
 # CUDA kernels: no fast-math at all. libdevice's accurate functions keep the
 # 4-ULP contract; numba's CUDA fastmath would swap in approximate ones.

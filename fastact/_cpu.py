@@ -192,7 +192,11 @@ def _prelu_backward_loop(f, loop: str, m, prange):
     zero = m.zero
     block = REDUCTION_BLOCK
 
-    @register_jitable(fastmath=set(FASTMATH_REDUCTION), error_model=ERROR_MODEL, inline="always")
+    jit = register_jitable(fastmath=set(FASTMATH_REDUCTION), error_model=ERROR_MODEL, inline="always")
+
+    # Left to LLVM to inline: at Numba IR level, inlining it into span and
+    # span into the kernel trips a Numba IR consistency warning.
+    @register_jitable(fastmath=set(FASTMATH_REDUCTION), error_model=ERROR_MODEL)
     def step(g, x, gx, i, s):
         """Write grad_x[i]; return element i's term of grad_weight."""
         xi = x[i]
@@ -200,27 +204,42 @@ def _prelu_backward_loop(f, loop: str, m, prange):
         gx[i] = gi * f(xi, s)[1]
         return zero if xi > zero else gi * xi
 
+    @jit
+    def span(g, x, gx, start, stop, s, acc, k):
+        """grad_x over [start, stop); its grad_weight terms summed into acc[k, :].
+
+        With ``lanes = acc.shape[1]``, element ``start + lanes*q + j`` goes to
+        running sum j (the rest of the span to sum 0, in order): the order is
+        written out, so with strict IEEE arithmetic every build (serial,
+        parallel, cached) gives the same bits, and the independent sums still
+        vectorize (the lane count is read at run time on purpose: a constant
+        trip count gets the loop unrolled, and then it stays scalar).
+        """
+        lanes = acc.shape[1]
+        for j in range(lanes):
+            acc[k, j] = zero
+        full = (stop - start) // u64(lanes)
+        for q in range(full):
+            base = start + u64(q) * u64(lanes)
+            for j in range(lanes):
+                acc[k, j] += step(g, x, gx, base + u64(j), s)
+        for i in range(start + full * u64(lanes), stop):
+            acc[k, 0] += step(g, x, gx, u64(i), s)
+
     if loop == "elementwise":
 
         def kernel(g, x, gx, partial, w):
             n = x.shape[0]
             s = w[0]
             for b in prange(partial.shape[0]):
-                acc = zero
-                for i in range(b * block, min(n, (b + 1) * block)):
-                    acc += step(g, x, gx, i, s)
-                partial[b] = acc
+                span(g, x, gx, u64(b * block), u64(min(n, (b + 1) * block)), s, partial, b)
 
     elif loop == "rows":
 
         def kernel(g, x, gx, partial, w, channels, inner):
             for r in prange(x.shape[0] // inner):
-                s = w[r % channels]
                 base = u64(r * inner)
-                acc = zero
-                for j in range(inner):
-                    acc += step(g, x, gx, base + u64(j), s)
-                partial[r] = acc
+                span(g, x, gx, base, base + u64(inner), w[r % channels], partial, r)
 
     elif loop == "lanes":
 

@@ -415,6 +415,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--memory-size", type=int, default=MEMORY_SIZE, help="elements, memory-bound regime")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="--device cuda: timed launches per kernel (median; default 20)"
+    )
     args = parser.parse_args(argv)
 
     if args.device == "cuda":
@@ -424,7 +427,7 @@ def main(argv=None) -> int:
             return 2
         from fastact.cuda import measure_fused
 
-        table = measure_fused(args.memory_size if args.memory_size != MEMORY_SIZE else 1 << 28)
+        table = measure_fused(args.memory_size if args.memory_size != MEMORY_SIZE else 1 << 28, args.rounds)
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report_cuda.md").write_text("# fastact CUDA report\n\n" + table + "\n")

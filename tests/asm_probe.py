@@ -38,8 +38,15 @@ def exercise(size):
     for name, act in fa.ACTIVATIONS.items():
         if name == "prelu":
             # One shared weight; (N, C): weights along the contiguous axis;
-            # (N, C, K): one weight per row of K.
-            for arr, weight in ((x, w1), (x.reshape(-1, 16), w), (x.reshape(-1, 16, 4), w)):
+            # (N, C, K): one weight per row of K (backward: the rows loop
+            # from K = 16 on, short rows along the contiguous axis).
+            layouts = (
+                (x, w1),
+                (x.reshape(-1, 16), w),
+                (x.reshape(-1, 16, 4), w),
+                (x.reshape(-1, 2, 16), w[:2]),
+            )
+            for arr, weight in layouts:
                 act(arr, weight)
                 act.derivative(arr, weight)
                 act.fused(arr, weight)

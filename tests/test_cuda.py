@@ -74,6 +74,8 @@ def test_bench_device_cuda_reports_in_the_simulator(tmp_path):
             "cuda",
             "--memory-size",
             "4096",
+            "--rounds",
+            "2",
             "--output",
             str(tmp_path),
         ],
