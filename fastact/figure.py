@@ -101,6 +101,21 @@ def draw(output: Path, points: int = 1001) -> list[Path]:
     return paths
 
 
+def save_results(output: Path, stem: str, records, table: str, plot) -> None:
+    """Write ``stem.json`` and ``stem.md``, print the table, then draw with ``plot(records, output)``."""
+    import json
+
+    (output / f"{stem}.json").write_text(json.dumps(records, indent=1) + "\n")
+    (output / f"{stem}.md").write_text(table + "\n")
+    print(table)
+    try:
+        paths = plot(records, output)
+    except ImportError:
+        print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
+    else:
+        print("\nwrote", ", ".join(str(p) for p in [output / f"{stem}.json", *paths]))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("figures"), help="directory for the files")

@@ -18,13 +18,14 @@ against training seconds, mean over seeds).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from fastact.figure import save_results
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
 DATASETS = ("digits", "spiral")
@@ -260,17 +261,8 @@ def main(argv=None) -> int:
                     f"final test accuracy {r['final_test_accuracy']:.3f} ({r['train_seconds']:.1f} s)",
                     flush=True,
                 )
-    (args.output / "train.json").write_text(json.dumps(records, indent=1) + "\n")
-    table = summarize(records)
-    (args.output / "train.md").write_text(table + "\n")
     print()
-    print(table)
-    try:
-        paths = plot(records, args.output)
-    except ImportError:
-        print("matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr)
-    else:
-        print("\nwrote", ", ".join(str(p) for p in [args.output / "train.json", *paths]))
+    save_results(args.output, "train", records, summarize(records), plot)
     return 0
 
 

@@ -18,11 +18,12 @@ units, averaged over ``--seeds`` seeds. Writes ``DIR/vanishing.json``,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from fastact.figure import save_results
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
 # The largest value of each activation's derivative: the article's per-layer bound.
@@ -149,16 +150,7 @@ def main(argv=None) -> int:
         parser.error("--depth must be at least 2, --width and --seeds at least 1")
     args.output.mkdir(parents=True, exist_ok=True)
     records = run(args.depth, args.width, args.seeds)
-    (args.output / "vanishing.json").write_text(json.dumps(records, indent=1) + "\n")
-    text = table(records)
-    (args.output / "vanishing.md").write_text(text + "\n")
-    print(text)
-    try:
-        paths = plot(records, args.output)
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
-    else:
-        print("\nwrote", ", ".join(str(p) for p in [args.output / "vanishing.json", *paths]))
+    save_results(args.output, "vanishing", records, table(records), plot)
     return 0
 
 
