@@ -32,7 +32,7 @@ from fastact.cuda import measure_fused
 
 # The tests' high-precision references (float64, or long double for float64).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference import reference, ulp_error  # noqa: E402
+from reference import prelu_grad_weight_reference, reference, ulp_error  # noqa: E402
 
 NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "rrelu")
 MODES = ("forward", "derivative", "fused", "backward")
@@ -115,10 +115,9 @@ def validate_prelu(x, g, dtype) -> None:
                 if not np.array_equal(a.copy_to_host(), b, equal_nan=True):
                     raise AssertionError(f"prelu output {k}, {shape} {np.dtype(dtype)}: differs from the CPU")
             got = fa.prelu.backward(dg, cuda.to_device(xf), dw)[1].copy_to_host()
-            contrib = np.where(xf > 0, 0.0, gs.astype(np.float64) * xf)
-            other = tuple(i for i in range(xf.ndim) if i != (1 if xf.ndim > 1 else 0))
-            want = contrib.sum() if channels == 1 else contrib.sum(axis=other)
-            bound = 64 * np.finfo(dtype).eps * np.abs(contrib).sum()
+            want = prelu_grad_weight_reference(gs, xf, w)
+            terms = np.where(xf > 0, 0.0, gs.astype(np.float64) * xf)  # those grad_weight sums
+            bound = 64 * np.finfo(dtype).eps * np.abs(terms).sum()
             if np.any(np.abs(got - want) > bound):
                 raise AssertionError(f"prelu grad_weight {shape} {np.dtype(dtype)}: {got} vs {want}")
 

@@ -13,9 +13,10 @@ needs_cuda = pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="the cuda extra (num
 PROBE = Path(__file__).with_name("cuda_probe.py")
 
 
-def probe(command, **env):
+def run_python(*args, **env):
+    """Run ``python ARGS`` with extra environment variables; return its stdout, failing on an error."""
     out = subprocess.run(
-        [sys.executable, str(PROBE), command],
+        [sys.executable, *map(str, args)],
         env=dict(os.environ, **env),
         capture_output=True,
         text=True,
@@ -24,6 +25,10 @@ def probe(command, **env):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out.stdout
+
+
+def probe(command, **env):
+    return run_python(PROBE, command, **env)
 
 
 @needs_cuda
@@ -46,43 +51,14 @@ def test_cpu_path_does_not_import_cuda():
 def test_gpu_check_script_runs_in_the_simulator():
     """The GPU script's validation and timing code, at toy sizes (simulated timings mean nothing)."""
     script = PROBE.parents[1] / "benchmarks" / "gpu_check.py"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            *("--size", "2048", "--rounds", "2", "--validate-size", "64", "--threads-per-block", "8"),
-        ],
-        env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "validated every kernel against the CPU" in out.stdout
-    assert "| sigmoid |" in out.stdout and "| prelu |" in out.stdout
+    toy = ("--size", "2048", "--rounds", "2", "--validate-size", "64", "--threads-per-block", "8")
+    out = run_python(script, *toy, NUMBA_ENABLE_CUDASIM="1")
+    assert "validated every kernel against the CPU" in out
+    assert "| sigmoid |" in out and "| prelu |" in out
 
 
 @needs_cuda
 def test_bench_device_cuda_reports_in_the_simulator(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fastact",
-            "bench",
-            "--device",
-            "cuda",
-            "--memory-size",
-            "4096",
-            "--rounds",
-            "2",
-            "--output",
-            str(tmp_path),
-        ],
-        env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    args = ("--device", "cuda", "--memory-size", "4096", "--rounds", "2", "--output", tmp_path)
+    run_python("-m", "fastact", "bench", *args, NUMBA_ENABLE_CUDASIM="1")
     assert "| sigmoid |" in (tmp_path / "report_cuda.md").read_text()
