@@ -32,6 +32,10 @@ def _cuda_jit(fn):
     return cuda.jit(device=True, inline="always", fastmath=CUDA_FASTMATH)(fn)
 
 
+def _identity(v):
+    return v
+
+
 def _jit(fn):
     from numba.extending import register_jitable
 
@@ -40,21 +44,91 @@ def _jit(fn):
     return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL)(fn)
 
 
-def _horner(coeffs, jit):
-    """Return ``p(r) = coeffs[0] + r*(coeffs[1] + r*(...))`` as a jitted function."""
-    head = coeffs[0]
-    if len(coeffs) == 1:
+def _make_cpu_pin():
+    """``pin(v)``: ``v`` unchanged, but opaque to LLVM's constant folding.
 
-        def const(r):
-            return head
+    A float constant in a kernel is an LLVM constant, and with the large code
+    model of Numba's JIT every use inside a loop becomes an address load plus
+    a broadcast, re-done in every iteration once the constants outnumber the
+    vector registers (measured: 67 instructions per 8 sigmoids, 28 of them
+    constant loads). Passed through ``llvm.arithmetic.fence`` the same value
+    is a loop-invariant register that LLVM hoists out of the loop and, if
+    registers run out, spills once and reads back as a memory operand (33
+    instructions; 2^24 float32 sigmoid ``fused`` 10-15% faster). The fence
+    is an identity: it emits no instruction and changes no bit. Takes a float
+    or a tuple (integers in it pass through unpinned).
+    """
+    from numba.core import types
+    from numba.core.extending import intrinsic
 
-        return jit(const)
-    tail = _horner(coeffs[1:], jit)
+    def fence(builder, value, typ):
+        if not isinstance(typ, types.Float):
+            return value
+        fn = builder.module.declare_intrinsic("llvm.arithmetic.fence", [value.type])
+        return builder.call(fn, [value])
 
-    def step(r):
-        return head + r * tail(r)
+    @intrinsic
+    def pin(typingctx, value):
+        if isinstance(value, types.Float):
 
-    return jit(step)
+            def codegen(context, builder, sig, args):
+                return fence(builder, args[0], value)
+
+        elif isinstance(value, types.BaseTuple) and all(
+            isinstance(t, (types.Float, types.Integer)) for t in value.types
+        ):
+
+            def codegen(context, builder, sig, args):
+                out = args[0]
+                for k, typ in enumerate(value.types):
+                    item = fence(builder, builder.extract_value(out, k), typ)
+                    out = builder.insert_value(out, item, k)
+                return out
+
+        else:
+            return None
+        return value(value), codegen
+
+    return pin
+
+
+_CPU_PIN = []
+
+
+def _cpu_pin():
+    if not _CPU_PIN:
+        _CPU_PIN.append(_make_cpu_pin())
+    return _CPU_PIN[0]
+
+
+def _horner(coeffs, jit, pin):
+    """Return ``p(r) = coeffs[0] + r*(coeffs[1] + r*(...))`` as a jitted function.
+
+    The coefficients are pinned (see :func:`_make_cpu_pin`).
+    """
+    coeffs = tuple(coeffs)
+    last = len(coeffs) - 1
+
+    def build(k):
+        if k == last:
+
+            def const(r, c):
+                return c[k]
+
+            return jit(const)
+        tail = build(k + 1)
+
+        def step(r, c):
+            return c[k] + r * tail(r, c)
+
+        return jit(step)
+
+    inner = build(0)
+
+    def poly(r):
+        return inner(r, pin(coeffs))
+
+    return jit(poly)
 
 
 class MathLib:
@@ -71,6 +145,9 @@ class MathLib:
             raise ValueError(f"unknown target {target!r}")
         self.target = target
         self.jit = _jit if target == "cpu" else _cuda_jit
+        # CPU: see _make_cpu_pin. CUDA: constants are best left as the
+        # immediate operands they become.
+        self.pin = _cpu_pin() if target == "cpu" else self.jit(_identity)
         dtype = np.dtype(dtype)
         if dtype not in _FLOAT_TYPES:
             raise TypeError(f"no math library for dtype {dtype}")
@@ -136,16 +213,16 @@ class MathLib:
             ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
             # Taylor to degree 13: truncation 4e-18, below 0.05 ULP.
             coeffs = tuple(1.0 / math.factorial(k) for k in range(2, 14))
-        poly = _horner(tuple(t(c) for c in coeffs), jit)
-        one = t(1.0)
-        log2e = t(1.4426950408889634)
-        shifter, ln2_hi, ln2_lo, lo = t(shifter), t(ln2_hi), t(ln2_lo), t(lo)
-        hi = t(hi) if full_range else t(0.0)
+        pin = self.pin
+        poly = _horner((t(c) for c in coeffs), jit, pin)
+        hi = hi if full_range else 0.0
+        consts = tuple(t(c) for c in (lo, hi, 1.4426950408889634, shifter, ln2_hi, ln2_lo, 1.0))
         shifter_bits, bias, mbits = itype(shifter_bits), itype(bias), itype(mbits)
         offset = itype(64)
         scale_back = t(2.0**-64)
 
         def reduce(x):
+            lo, hi, log2e, shifter, ln2_hi, ln2_lo, one = pin(consts)
             # NaN fails the comparisons and flows through unchanged. expneg
             # needs no upper clamp: its argument is never positive.
             xc = lo if x < lo else x
@@ -175,7 +252,7 @@ class MathLib:
             def exp(x):
                 p, n = reduce(x)
                 s = itype((n + offset + bias) << mbits).view(t)
-                return (p * s) * scale_back
+                return (p * s) * pin(scale_back)
 
         return jit(exp)
 
@@ -193,10 +270,10 @@ class MathLib:
         P/Q), both documented there as accurate to about 1 ULP on this range.
         """
         t = self.type
-        jit = self.jit
+        jit, pin = self.jit, self.pin
         if self.dtype == np.float32:
             p = _horner(
-                tuple(
+                (
                     t(v)
                     for v in (
                         -3.33332819422e-1,
@@ -207,6 +284,7 @@ class MathLib:
                     )
                 ),
                 jit,
+                pin,
             )
 
             def tanh_small(x):
@@ -215,7 +293,7 @@ class MathLib:
 
         else:
             p = _horner(
-                tuple(
+                (
                     t(v)
                     for v in (
                         -1.61468768441708447952e3,
@@ -224,9 +302,10 @@ class MathLib:
                     )
                 ),
                 jit,
+                pin,
             )
             q = _horner(
-                tuple(
+                (
                     t(v)
                     for v in (
                         4.84406305325125486048e3,
@@ -236,6 +315,7 @@ class MathLib:
                     )
                 ),
                 jit,
+                pin,
             )
 
             def tanh_small(x):
@@ -254,9 +334,10 @@ class MathLib:
         ``e / (1 + e)^2`` use it twice: measured over float32, that pushed
         sigmoid' to 4.6 ULP; with this step it stays under 3.
         """
-        one = self.one
+        one_, pin = self.one, self.pin
 
         def recip1p(e):
+            one = pin(one_)
             s = one + e
             lo = e - (s - one)
             q = one / s

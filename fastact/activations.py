@@ -74,11 +74,11 @@ def tanh(m):
     >>> y, dy
     (np.float32(1.0), np.float32(8.244615e-09))
     """
-    one, two, four = m.one, m.c(2.0), m.c(4.0)
-    small = m.c(0.625)
-    expneg, recip1p, tanh_small, copysign = m.expneg, m.recip1p, m.tanh_small, m.copysign
+    consts = (m.one, m.c(2.0), m.c(4.0), m.c(0.625))
+    expneg, recip1p, tanh_small, copysign, pin = m.expneg, m.recip1p, m.tanh_small, m.copysign, m.pin
 
     def f(x):
+        one, two, four, small = pin(consts)
         a = abs(x)
         e = expneg(-two * a)
         q = recip1p(e)
