@@ -157,14 +157,16 @@ class MathLib:
         self.one = self.c(1.0)
         self.nan = self.c(math.nan)
         if target == "cuda":
-            # libdevice's exp is already fast and accurate (<= 2 ULP) on GPUs.
+            # libdevice's exp and expm1 are already fast and accurate on GPUs.
             self.exp = self.expneg = self._make_libdevice_exp()
+            self.expm1_expneg = self._make_libdevice_expm1_exp()
         else:
-            self.exp = self._make_exp(full_range=True)
-            self.expneg = self._make_exp(full_range=False)
-        self.tanh_small = self._make_tanh_small()
+            self.exp = self._make_exp("exp")
+            self.expneg = self._make_exp("expneg")
+            self.expm1_expneg = self._make_exp("expm1_expneg")
         self.recip1p = self._make_recip1p()
         self.copysign = self._make_copysign()
+        self.signbit = self._make_signbit()
         self.uniform = self._make_uniform()
 
     def c(self, value):
@@ -172,21 +174,31 @@ class MathLib:
         return self.type(value)
 
     # -- exp ---------------------------------------------------------------
-    def _make_exp(self, full_range):
+    def _make_exp(self, kind):
         """exp(x) to within 1 ULP, NaN-propagating, with gradual underflow.
 
         x = n*ln2 + r with |r| <= ln2/2 (ln2 split in a short head, so that
         n*head is exact, and a tail); exp(r) by a polynomial (degree 6 for
-        float32, 13 for float64: below 0.1 ULP on |r| <= 0.347); 2^n built
-        from bits. The integer n is read straight from the
+        float32, 13 for float64: below 0.1 ULP on |r| <= 0.347), kept as
+        ``exp(r) - 1 = r + r^2 Q(r)``; 2^n built from bits and applied as
+        ``2^n (exp(r) - 1) + 2^n`` in one FMA, which rounds once where adding
+        the 1 first would round twice. The integer n is read straight from the
         bits of ``t + 1.5*2^m`` (m = 23 or 52), which avoids float-to-int64
         conversions that AVX2 has no packed instruction for.
 
-        ``full_range=False`` gives ``expneg``, valid for x <= 0 only (the
-        only case saturating activations need): 2^n is applied as
+        ``kind``: ``"exp"`` for any x; ``"expneg"``, valid for x <= 0 only
+        (the only case saturating activations need): 2^n is applied as
         2^(n+64) * 2^-64, one multiply cheaper than the general split, and
-        still exact down to the subnormal results (n >= -150 for float32).
+        still exact down to the subnormal results (n >= -150 for float32);
+        ``"expm1_expneg"``, also for x <= 0: the pair ``(exp(x) - 1, exp(x))``
+        from one reduction. ``exp(x) - 1 = 2^n (p(r) - 1) + (2^n - 1)``, with
+        ``p(r) - 1 = r + r^2 Q(r)`` and ``2^n - 1`` exact, so it has no
+        cancellation near 0 (where ``exp(x) - 1`` from the
+        rounded exp loses every digit), and the sum is one FMA.
         """
+        if kind not in ("exp", "expneg", "expm1_expneg"):
+            raise ValueError(f"unknown exp kind {kind!r}")
+        full_range = kind == "exp"
         t = self.type
         jit = self.jit
         if self.dtype == np.float32:
@@ -216,13 +228,13 @@ class MathLib:
         pin = self.pin
         poly = _horner((t(c) for c in coeffs), jit, pin)
         hi = hi if full_range else 0.0
-        consts = tuple(t(c) for c in (lo, hi, 1.4426950408889634, shifter, ln2_hi, ln2_lo, 1.0))
+        consts = tuple(t(c) for c in (lo, hi, 1.4426950408889634, shifter, ln2_hi, ln2_lo))
         shifter_bits, bias, mbits = itype(shifter_bits), itype(bias), itype(mbits)
         offset = itype(64)
         scale_back = t(2.0**-64)
 
         def reduce(x):
-            lo, hi, log2e, shifter, ln2_hi, ln2_lo, one = pin(consts)
+            lo, hi, log2e, shifter, ln2_hi, ln2_lo = pin(consts)
             # NaN fails the comparisons and flows through unchanged. expneg
             # needs no upper clamp: its argument is never positive.
             xc = lo if x < lo else x
@@ -231,28 +243,37 @@ class MathLib:
             k = xc * log2e + shifter
             nf = k - shifter
             r = (xc - nf * ln2_hi) - nf * ln2_lo
-            p = one + (r + (r * r) * poly(r))
             n = itype(t(k).view(itype) - shifter_bits)
-            return p, n
+            return r + (r * r) * poly(r), n  # exp(r) - 1, n
 
         reduce = jit(reduce)
 
-        if full_range:
+        if kind == "exp":
 
             def exp(x):
-                p, n = reduce(x)
+                pm1, n = reduce(x)
                 n1 = itype(n >> 1)
                 n2 = itype(n - n1)
                 s1 = itype((n1 + bias) << mbits).view(t)
                 s2 = itype((n2 + bias) << mbits).view(t)
-                return (p * s1) * s2
+                return (pm1 * s1 + s1) * s2
+
+        elif kind == "expneg":
+
+            def exp(x):
+                pm1, n = reduce(x)
+                s = itype((n + offset + bias) << mbits).view(t)
+                return (pm1 * s + s) * pin(scale_back)
 
         else:
 
             def exp(x):
-                p, n = reduce(x)
+                pm1, n = reduce(x)
                 s = itype((n + offset + bias) << mbits).view(t)
-                return (p * s) * pin(scale_back)
+                back, one = pin((scale_back, t(1.0)))
+                e = (pm1 * s + s) * back
+                s = s * back  # 2^n, exact down to n = -149 (0 below)
+                return pm1 * s + (s - one), e
 
         return jit(exp)
 
@@ -262,91 +283,56 @@ class MathLib:
 
         return self.jit(exp)
 
-    # -- tanh near zero ----------------------------------------------------
-    def _make_tanh_small(self):
-        """tanh(x) for |x| < 0.625, where 1 - exp(-2|x|) would cancel.
+    def _make_libdevice_expm1_exp(self):
+        def expm1_exp(x):
+            return math.expm1(x), math.exp(x)
 
-        Coefficients from Cephes (tanhf.c: odd polynomial; tanh.c: rational
-        P/Q), both documented there as accurate to about 1 ULP on this range.
-        """
-        t = self.type
-        jit, pin = self.jit, self.pin
-        if self.dtype == np.float32:
-            p = _horner(
-                (
-                    t(v)
-                    for v in (
-                        -3.33332819422e-1,
-                        1.33314422036e-1,
-                        -5.37397155531e-2,
-                        2.06390887954e-2,
-                        -5.70498872745e-3,
-                    )
-                ),
-                jit,
-                pin,
-            )
-
-            def tanh_small(x):
-                z = x * x
-                return x + x * (z * p(z))
-
-        else:
-            p = _horner(
-                (
-                    t(v)
-                    for v in (
-                        -1.61468768441708447952e3,
-                        -9.92877231001918586564e1,
-                        -9.64399179425052238628e-1,
-                    )
-                ),
-                jit,
-                pin,
-            )
-            q = _horner(
-                (
-                    t(v)
-                    for v in (
-                        4.84406305325125486048e3,
-                        2.23548839060100448583e3,
-                        1.12811678491632931402e2,
-                        1.0,
-                    )
-                ),
-                jit,
-                pin,
-            )
-
-            def tanh_small(x):
-                z = x * x
-                return x + x * (z * (p(z) / q(z)))
-
-        return jit(tanh_small)
+        return self.jit(expm1_exp)
 
     # -- 1 / (1 + e) -------------------------------------------------------
     def _make_recip1p(self):
         """1 / (1 + e) for 0 <= e <= 1, to about half an ULP.
 
-        One Newton step on the rounded quotient, with the rounding error of
-        1 + e (recovered exactly, since 1 >= e) folded into the residual.
-        Plain ``1 / (1 + e)`` carries up to 1 ULP, and the derivatives
-        ``e / (1 + e)^2`` use it twice: measured over float32, that pushed
-        sigmoid' to 4.6 ULP; with this step it stays under 3.
+        One Newton step on the rounded quotient q = 1/s, s = 1 + e rounded,
+        with the residual taken against the exact 1 + e: ``1 - q(1 + e) =
+        (1 - q) - q e``, where ``1 - q`` is exact (0.5 <= q <= 1) and the
+        rest is one FMA, so the rounding of s drops out. Plain ``1 / (1 + e)``
+        carries up to 1 ULP, and the derivatives ``e / (1 + e)^2`` use it
+        twice: measured over float32, that pushed sigmoid' to 4.6 ULP; with
+        this step it stays under 3.5.
         """
         one_, pin = self.one, self.pin
 
         def recip1p(e):
             one = pin(one_)
-            s = one + e
-            lo = e - (s - one)
-            q = one / s
-            r = (one - q * s) - q * lo
+            q = one / (one + e)
+            r = (one - q) - q * e
             return q + q * r
 
         return self.jit(recip1p)
 
     # -- helpers -----------------------------------------------------------
+    def _make_signbit(self):
+        """signbit(x): True where x's sign bit is set (-0.0 and negative NaNs too).
+
+        A select on it compiles to one blend keyed on x's own sign bit, with
+        no comparison (x86's ``blendv`` reads only the top bit of its mask).
+        """
+        t, one, zero = self.type, self.one, self.zero
+        if self.target == "cuda":
+
+            def signbit(x):
+                return math.copysign(one, x) < zero
+
+        else:
+            itype = np.int32 if self.dtype == np.float32 else np.int64
+            izero = itype(0)
+
+            def signbit(x):
+                return t(x).view(itype) < izero
+
+        return self.jit(signbit)
+
     def _make_copysign(self):
         def copysign(a, b):
             return math.copysign(a, b)
