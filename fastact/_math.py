@@ -159,13 +159,13 @@ class MathLib:
         if target == "cuda":
             # libdevice's exp and expm1 are already fast and accurate on GPUs.
             self.exp = self.expneg = self._make_libdevice_exp()
-            self.expm1_expneg = self._make_libdevice_expm1_exp()
+            self.tanh_exp = self._make_libdevice_tanh_exp()
         else:
             self.exp = self._make_exp("exp")
             self.expneg = self._make_exp("expneg")
-            self.expm1_expneg = self._make_exp("expm1_expneg")
+            self.tanh_exp = self._make_exp("tanh_exp")
         self.recip1p = self._make_recip1p()
-        self.copysign = self._make_copysign()
+        self.with_sign_of = self._make_with_sign_of()
         self.signbit = self._make_signbit()
         self.uniform = self._make_uniform()
 
@@ -190,13 +190,13 @@ class MathLib:
         (the only case saturating activations need): 2^n is applied as
         2^(n+64) * 2^-64, one multiply cheaper than the general split, and
         still exact down to the subnormal results (n >= -150 for float32);
-        ``"expm1_expneg"``, also for x <= 0: the pair ``(exp(x) - 1, exp(x))``
-        from one reduction. ``exp(x) - 1 = 2^n (p(r) - 1) + (2^n - 1)``, with
-        ``p(r) - 1 = r + r^2 Q(r)`` and ``2^n - 1`` exact, so it has no
-        cancellation near 0 (where ``exp(x) - 1`` from the
-        rounded exp loses every digit), and the sum is one FMA.
+        ``"tanh_exp"`` takes ``a >= 0`` and gives tanh's two parts from one
+        reduction of ``x = -2a``: ``1 - exp(x)`` and ``exp(x)``.
+        ``1 - exp(x) = (1 - 2^n) - 2^n (exp(r) - 1)`` with ``1 - 2^n`` exact,
+        so it has no cancellation near 0 (where 1 minus the rounded exp loses
+        every digit), and the sum is one FMA.
         """
-        if kind not in ("exp", "expneg", "expm1_expneg"):
+        if kind not in ("exp", "expneg", "tanh_exp"):
             raise ValueError(f"unknown exp kind {kind!r}")
         full_range = kind == "exp"
         t = self.type
@@ -266,14 +266,15 @@ class MathLib:
                 return (pm1 * s + s) * pin(scale_back)
 
         else:
+            tanh_consts = (t(-2.0), scale_back, t(1.0))
 
-            def exp(x):
-                pm1, n = reduce(x)
+            def exp(a):
+                minus_two, back, one = pin(tanh_consts)
+                pm1, n = reduce(minus_two * a)
                 s = itype((n + offset + bias) << mbits).view(t)
-                back, one = pin((scale_back, t(1.0)))
                 e = (pm1 * s + s) * back
                 s = s * back  # 2^n, exact down to n = -149 (0 below)
-                return pm1 * s + (s - one), e
+                return (one - s) - pm1 * s, e
 
         return jit(exp)
 
@@ -283,11 +284,14 @@ class MathLib:
 
         return self.jit(exp)
 
-    def _make_libdevice_expm1_exp(self):
-        def expm1_exp(x):
-            return math.expm1(x), math.exp(x)
+    def _make_libdevice_tanh_exp(self):
+        minus_two = self.c(-2.0)
 
-        return self.jit(expm1_exp)
+        def tanh_exp(a):
+            z = minus_two * a
+            return -math.expm1(z), math.exp(z)
+
+        return self.jit(tanh_exp)
 
     # -- 1 / (1 + e) -------------------------------------------------------
     def _make_recip1p(self):
@@ -333,11 +337,26 @@ class MathLib:
 
         return self.jit(signbit)
 
-    def _make_copysign(self):
-        def copysign(a, b):
-            return math.copysign(a, b)
+    def _make_with_sign_of(self):
+        """with_sign_of(m, x): ``copysign(m, x)`` for an ``m`` whose sign bit is clear.
 
-        return self.jit(copysign)
+        On the CPU the sign bit of x is ORed in: one operation fewer than a
+        general copysign, which must clear m's sign bit first.
+        """
+        if self.target == "cuda":
+
+            def with_sign_of(m, x):
+                return math.copysign(m, x)
+
+        else:
+            t = self.type
+            itype = np.int32 if self.dtype == np.float32 else np.int64
+            sign = itype(np.iinfo(itype).min)
+
+            def with_sign_of(m, x):
+                return itype(t(m).view(itype) | (t(x).view(itype) & sign)).view(t)
+
+        return self.jit(with_sign_of)
 
     def _make_uniform(self):
         """uniform(i, k0, k1): a counter-based draw in [0, 1) for element i.
