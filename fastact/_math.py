@@ -44,67 +44,16 @@ def _jit(fn):
     return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL)(fn)
 
 
-def _make_cpu_pin():
-    """``pin(v)``: ``v`` unchanged, but opaque to LLVM's constant folding.
-
-    A float constant in a kernel is an LLVM constant, and with the large code
-    model of Numba's JIT every use inside a loop becomes an address load plus
-    a broadcast, re-done in every iteration once the constants outnumber the
-    vector registers (measured: 67 instructions per 8 sigmoids, 28 of them
-    constant loads). Passed through ``llvm.arithmetic.fence`` the same value
-    is a loop-invariant register that LLVM hoists out of the loop and, if
-    registers run out, spills once and reads back as a memory operand (33
-    instructions; 2^24 float32 sigmoid ``fused`` 10-15% faster). The fence
-    is an identity: it emits no instruction and changes no bit. Takes a float
-    or a tuple (integers in it pass through unpinned).
-    """
-    from numba.core import types
-    from numba.core.extending import intrinsic
-
-    def fence(builder, value, typ):
-        if not isinstance(typ, types.Float):
-            return value
-        fn = builder.module.declare_intrinsic("llvm.arithmetic.fence", [value.type])
-        return builder.call(fn, [value])
-
-    @intrinsic
-    def pin(typingctx, value):
-        if isinstance(value, types.Float):
-
-            def codegen(context, builder, sig, args):
-                return fence(builder, args[0], value)
-
-        elif isinstance(value, types.BaseTuple) and all(
-            isinstance(t, (types.Float, types.Integer)) for t in value.types
-        ):
-
-            def codegen(context, builder, sig, args):
-                out = args[0]
-                for k, typ in enumerate(value.types):
-                    item = fence(builder, builder.extract_value(out, k), typ)
-                    out = builder.insert_value(out, item, k)
-                return out
-
-        else:
-            return None
-        return value(value), codegen
+def _cpu_pin():
+    from fastact._pin import pin
 
     return pin
-
-
-_CPU_PIN = []
-
-
-def _cpu_pin():
-    if not _CPU_PIN:
-        _CPU_PIN.append(_make_cpu_pin())
-    return _CPU_PIN[0]
 
 
 def _horner(coeffs, jit, pin):
     """Return ``p(r) = coeffs[0] + r*(coeffs[1] + r*(...))`` as a jitted function.
 
-    The coefficients are pinned (see :func:`_make_cpu_pin`).
+    The coefficients are pinned (see :mod:`fastact._pin`).
     """
     coeffs = tuple(coeffs)
     last = len(coeffs) - 1
@@ -145,7 +94,7 @@ class MathLib:
             raise ValueError(f"unknown target {target!r}")
         self.target = target
         self.jit = _jit if target == "cpu" else _cuda_jit
-        # CPU: see _make_cpu_pin. CUDA: constants are best left as the
+        # CPU: see fastact._pin. CUDA: constants are best left as the
         # immediate operands they become.
         self.pin = _cpu_pin() if target == "cpu" else self.jit(_identity)
         dtype = np.dtype(dtype)
