@@ -18,6 +18,11 @@ from fastact import _cpu
 PACKED = re.compile(r"^\s*v\w+ps\s+.*%[yz]mm", re.M)
 CONVERT = re.compile(r"\b(v?cvtss2sd|v?cvtps2pd|v?cvtsd2ss|v?cvtpd2ps)\b")
 FUNCTION = re.compile(r"^\s*\.type\s+(\S+),@function", re.M)
+LABEL = re.compile(r"^(\.LBB\w+):", re.M)
+# A constant-pool address built inside a loop (Numba's JIT uses the large code
+# model): the constant is re-loaded on every iteration instead of staying in
+# a register (see fastact._pin).
+POOL_LOAD = re.compile(r"^\s*movabsq\s+\$\.LCPI", re.M)
 
 
 def functions(asm):
@@ -29,6 +34,18 @@ def functions(asm):
         end = asm.find(".Lfunc_end", start)
         bodies[name] = asm[start:end]
     return bodies
+
+
+def vector_loops(body):
+    """Blocks of a function that jump back to themselves and hold packed ymm/zmm code."""
+    starts = [(m.start(), m.group(1)) for m in LABEL.finditer(body)]
+    blocks = []
+    for k, (start, label) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else len(body)
+        block = body[start:end]
+        if re.search(rf"^\s*j\w+\s+{re.escape(label)}\s*$", block, re.M) and PACKED.search(block):
+            blocks.append(block)
+    return blocks
 
 
 def exercise(size):
@@ -86,6 +103,9 @@ def main():
                         "loop_functions": len(loops),
                         "packed": sum(len(PACKED.findall(b)) for b in loops),
                         "conversions": sum(len(CONVERT.findall(b)) for b in own),
+                        "pool_loads_in_loop": sum(
+                            len(POOL_LOAD.findall(block)) for b in loops for block in vector_loops(b)
+                        ),
                     }
                 )
             )

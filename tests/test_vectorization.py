@@ -1,4 +1,5 @@
-"""Every float32 kernel is packed SIMD and free of float32 <-> float64 conversions."""
+"""Every float32 kernel is packed SIMD and free of float32 <-> float64 conversions;
+sigmoid's and tanh's keep their constants in registers."""
 
 import json
 import subprocess
@@ -42,3 +43,13 @@ def test_float32_kernels_are_packed_simd(report):
 def test_float32_kernels_do_not_convert_to_float64(report):
     converting = [r["kernel"] for r in report if r["conversions"]]
     assert not converting, f"float32 <-> float64 conversions in: {converting}"
+
+
+def test_smooth_kernels_keep_their_constants_out_of_the_loop(report):
+    # Their float constants are pinned (fastact._pin), so no loop re-loads one
+    # from the constant pool. (RReLU's training kernel does: its counter-based
+    # generator's integer constants, which the float fence cannot pin.)
+    smooth = [r for r in report if r["kernel"].split("/")[0] in ("sigmoid", "tanh")]
+    assert len(smooth) == 16
+    reloading = [r["kernel"] for r in smooth if r["pool_loads_in_loop"]]
+    assert not reloading, f"constant-pool loads inside the vector loop of: {reloading}"
