@@ -294,10 +294,9 @@ def compile_table(ct) -> str:
 
 # -- plots -------------------------------------------------------------------------
 def plots(results, names, out: Path, regimes, mode: str = "fused") -> list:
-    import matplotlib
+    from fastact.figure import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     files = []
     idx = _index(results)

@@ -38,6 +38,16 @@ def curves(name: str, x: np.ndarray):
     return name, y, d
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: files only, no screen needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig, output: Path, stem: str) -> list[Path]:
     paths = []
     for fmt in FORMATS:
@@ -48,10 +58,7 @@ def _save(fig, output: Path, stem: str) -> list[Path]:
 
 
 def draw(output: Path, points: int = 1001) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     import fastact as fa
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastact.figure import save_results
+from fastact.figure import pyplot, save_results
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
 DATASETS = ("digits", "spiral")
@@ -182,10 +182,7 @@ def summarize(records) -> str:
 
 
 def plot(records, output: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     paths = []
     for dataset in DATASETS:

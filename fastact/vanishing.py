@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastact.figure import save_results
+from fastact.figure import pyplot, save_results
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
 # The largest value of each activation's derivative: the article's per-layer bound.
@@ -97,10 +97,7 @@ def table(records) -> str:
 
 
 def plot(records, output: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     depth = records[0]["depth"]
     layers = np.arange(1, depth + 1)
