@@ -22,6 +22,8 @@ import math
 import numpy as np
 
 _FLOAT_TYPES = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
+# The signed integer of the same width, for work on a float's bits.
+_BITS_TYPES = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
 def _cuda_jit(fn):
@@ -102,6 +104,7 @@ class MathLib:
             raise TypeError(f"no math library for dtype {dtype}")
         self.dtype = dtype
         self.type = _FLOAT_TYPES[dtype]
+        self.itype = _BITS_TYPES[dtype]
         self.zero = self.c(0.0)
         self.one = self.c(1.0)
         self.nan = self.c(math.nan)
@@ -148,10 +151,9 @@ class MathLib:
         if kind not in ("exp", "expneg", "tanh_exp"):
             raise ValueError(f"unknown exp kind {kind!r}")
         full_range = kind == "exp"
-        t = self.type
+        t, itype = self.type, self.itype
         jit = self.jit
         if self.dtype == np.float32:
-            itype = np.int32
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**23, 0x4B400000, 127, 23
             lo, hi = -104.0, 89.0  # exp(-104) < 2^-150 rounds to 0; exp(89) > max
             # Cephes' split of ln2 for single precision: 0.693359375 has 9 bits.
@@ -167,7 +169,6 @@ class MathLib:
                 0.0013752969680354,
             )
         else:
-            itype = np.int64
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**52, 0x4338000000000000, 1023, 52
             lo, hi = -746.0, 710.0
             # fdlibm's split: the head has 32 significant bits.
@@ -278,7 +279,7 @@ class MathLib:
                 return math.copysign(one, x) < zero
 
         else:
-            itype = np.int32 if self.dtype == np.float32 else np.int64
+            itype = self.itype
             izero = itype(0)
 
             def signbit(x):
@@ -298,8 +299,7 @@ class MathLib:
                 return math.copysign(m, x)
 
         else:
-            t = self.type
-            itype = np.int32 if self.dtype == np.float32 else np.int64
+            t, itype = self.type, self.itype
             sign = itype(np.iinfo(itype).min)
 
             def with_sign_of(m, x):
