@@ -46,16 +46,24 @@ def _jit(fn):
     return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL)(fn)
 
 
-def _cpu_pin():
-    from fastact._pin import pin
+def _cpu_intrinsics():
+    from fastact._intrinsics import fma, pin
 
-    return pin
+    return pin, fma
+
+
+def _cuda_fma():
+    # Defined in fastact.cuda, where ``cuda`` is a module global that numba's
+    # simulator can swap for its own (a local import here it cannot).
+    from fastact.cuda import device_fma
+
+    return _cuda_jit(device_fma)
 
 
 def _horner(coeffs, jit, pin):
     """Return ``p(r) = coeffs[0] + r*(coeffs[1] + r*(...))`` as a jitted function.
 
-    The coefficients are pinned (see :mod:`fastact._pin`).
+    The coefficients are pinned (see :mod:`fastact._intrinsics`).
     """
     coeffs = tuple(coeffs)
     last = len(coeffs) - 1
@@ -96,9 +104,12 @@ class MathLib:
             raise ValueError(f"unknown target {target!r}")
         self.target = target
         self.jit = _jit if target == "cpu" else _cuda_jit
-        # CPU: see fastact._pin. CUDA: constants are best left as the
-        # immediate operands they become.
-        self.pin = _cpu_pin() if target == "cpu" else self.jit(_identity)
+        # pin: see fastact._intrinsics; on CUDA constants are best left as
+        # the immediate operands they become. fma: a*b + c rounded once.
+        if target == "cpu":
+            self.pin, self.fma = _cpu_intrinsics()
+        else:
+            self.pin, self.fma = self.jit(_identity), _cuda_fma()
         dtype = np.dtype(dtype)
         if dtype not in _FLOAT_TYPES:
             raise TypeError(f"no math library for dtype {dtype}")
@@ -110,10 +121,9 @@ class MathLib:
         self.nan = self.c(math.nan)
         if target == "cuda":
             # libdevice's exp and expm1 are already fast and accurate on GPUs.
-            self.exp = self.expneg = self._make_libdevice_exp()
+            self.expneg = self._make_libdevice_exp()
             self.tanh_exp = self._make_libdevice_tanh_exp()
         else:
-            self.exp = self._make_exp("exp")
             self.expneg = self._make_exp("expneg")
             self.tanh_exp = self._make_exp("tanh_exp")
         self.recip1p = self._make_recip1p()
@@ -127,35 +137,40 @@ class MathLib:
 
     # -- exp ---------------------------------------------------------------
     def _make_exp(self, kind):
-        """exp(x) to within 1 ULP, NaN-propagating, with gradual underflow.
+        """exp(x) for x <= 0 (all that saturating activations need), in the forms they use.
 
         x = n*ln2 + r with |r| <= ln2/2 (ln2 split in a short head, so that
         n*head is exact, and a tail); exp(r) by a polynomial (degree 6 for
         float32, 13 for float64: below 0.1 ULP on |r| <= 0.347), kept as
-        ``exp(r) - 1 = r + r^2 Q(r)``; 2^n built from bits and applied as
-        ``2^n (exp(r) - 1) + 2^n`` in one FMA, which rounds once where adding
-        the 1 first would round twice. The integer n is read straight from the
-        bits of ``t + 1.5*2^m`` (m = 23 or 52), which avoids float-to-int64
-        conversions that AVX2 has no packed instruction for.
+        ``p = exp(r) - 1 = r + r^2 Q(r)``; ``s = 2^n`` built from bits as
+        2^(n+64) * 2^-64, exact down to the subnormal 2^-149 (0 for n = -150).
+        The integer n is read straight from the bits of ``t + 1.5*2^m`` (m =
+        23 or 52), which avoids float-to-int64 conversions that AVX2 has no
+        packed instruction for. Each result is then one FMA on ``p``:
 
-        ``kind``: ``"exp"`` for any x; ``"expneg"``, valid for x <= 0 only
-        (the only case saturating activations need): 2^n is applied as
-        2^(n+64) * 2^-64, one multiply cheaper than the general split, and
-        still exact down to the subnormal results (n >= -150 for float32);
-        ``"tanh_exp"`` takes ``a >= 0`` and gives tanh's two parts from one
-        reduction of ``x = -2a``: ``1 - exp(x)`` and ``exp(x)``.
-        ``1 - exp(x) = (1 - 2^n) - 2^n (exp(r) - 1)`` with ``1 - 2^n`` exact,
-        so it has no cancellation near 0 (where 1 minus the rounded exp loses
-        every digit), and the sum is one FMA.
+        * ``exp(x) = (2^(n+64) p + 2^(n+64)) 2^-64``: rounded once by the
+          FMA where the result is normal (the scaling is then exact); into
+          the subnormals the scaling rounds again, by at most one step of
+          2^-149, where ``p s + s`` would lose ``s = 2^-150`` and flush
+          ``exp(x)`` near 2^-149 to 0;
+        * ``1 + exp(x) = p s + (1 + s)``: taken from ``p`` directly rather
+          than by adding 1 to the rounded exp, which is one dependent
+          operation fewer on the way to the division that follows it;
+        * ``1 - exp(x) = (1 - s) - p s``, ``1 - s`` exact: no cancellation
+          near 0, where 1 minus the rounded exp loses every digit.
+
+        ``kind``: ``"expneg"`` takes ``a >= 0`` and returns, for ``x = -a``,
+        ``(exp(x), 1 + exp(x))``; ``"tanh_exp"`` takes ``a >= 0`` and returns,
+        for ``x = -2a``, ``(1 - exp(x), exp(x), 1 + exp(x))``. Both propagate
+        NaN; below x = -104 (float32) or -746 (float64) exp(x) is 0.
         """
-        if kind not in ("exp", "expneg", "tanh_exp"):
+        if kind not in ("expneg", "tanh_exp"):
             raise ValueError(f"unknown exp kind {kind!r}")
-        full_range = kind == "exp"
         t, itype = self.type, self.itype
         jit = self.jit
         if self.dtype == np.float32:
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**23, 0x4B400000, 127, 23
-            lo, hi = -104.0, 89.0  # exp(-104) < 2^-150 rounds to 0; exp(89) > max
+            lo = -104.0  # exp(-104) < 2^-150 rounds to 0
             # Cephes' split of ln2 for single precision: 0.693359375 has 9 bits.
             ln2_hi, ln2_lo = 0.693359375, -2.12194440e-4
             # exp(r) = 1 + r + r^2 Q(r), Q of degree 4 fitted here (weighted
@@ -170,98 +185,94 @@ class MathLib:
             )
         else:
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**52, 0x4338000000000000, 1023, 52
-            lo, hi = -746.0, 710.0
+            lo = -746.0
             # fdlibm's split: the head has 32 significant bits.
             ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
             # Taylor to degree 13: truncation 4e-18, below 0.05 ULP.
             coeffs = tuple(1.0 / math.factorial(k) for k in range(2, 14))
         pin = self.pin
         poly = _horner((t(c) for c in coeffs), jit, pin)
-        hi = hi if full_range else 0.0
-        consts = tuple(t(c) for c in (lo, hi, 1.4426950408889634, shifter, ln2_hi, ln2_lo))
-        shifter_bits, bias, mbits = itype(shifter_bits), itype(bias), itype(mbits)
-        offset = itype(64)
-        scale_back = t(2.0**-64)
+        # exp(c a) for a >= 0, c = -1 or -2: c is a power of 2, so c*a and
+        # the constant c*log2e are exact, and the clamp and the reduction work
+        # on a directly (no dependent multiply by c ahead of them).
+        c = -1.0 if kind == "expneg" else -2.0
+        consts = tuple(t(v) for v in (lo / c, c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo, 2.0**-64))
+        # n + 64 + bias, the biased exponent of 2^(n+64), folded into one add.
+        shifter_bits, offset, mbits = itype(shifter_bits), itype(64 + bias), itype(mbits)
 
-        def reduce(x):
-            lo, hi, log2e, shifter, ln2_hi, ln2_lo = pin(consts)
-            # NaN fails the comparisons and flows through unchanged. expneg
-            # needs no upper clamp: its argument is never positive.
-            xc = lo if x < lo else x
-            if full_range:
-                xc = hi if xc > hi else xc
-            k = xc * log2e + shifter
+        def parts(a):
+            hi, c, c_log2e, shifter, ln2_hi, ln2_lo, back = pin(consts)
+            # NaN fails the comparison and flows through unchanged.
+            ac = hi if a > hi else a
+            k = ac * c_log2e + shifter
             nf = k - shifter
-            r = (xc - nf * ln2_hi) - nf * ln2_lo
+            r = (c * ac - nf * ln2_hi) - nf * ln2_lo
             n = itype(t(k).view(itype) - shifter_bits)
-            return r + (r * r) * poly(r), n  # exp(r) - 1, n
+            big = itype((n + offset) << mbits).view(t)  # 2^(n+64)
+            # exp(r) - 1, 2^(n+64), 2^n
+            return r + (r * r) * poly(r), big, big * back
 
-        reduce = jit(reduce)
+        parts = jit(parts)
+        ends, fma = (self.one, t(2.0**-64)), self.fma
 
-        if kind == "exp":
-
-            def exp(x):
-                pm1, n = reduce(x)
-                n1 = itype(n >> 1)
-                n2 = itype(n - n1)
-                s1 = itype((n1 + bias) << mbits).view(t)
-                s2 = itype((n2 + bias) << mbits).view(t)
-                return (pm1 * s1 + s1) * s2
-
-        elif kind == "expneg":
-
-            def exp(x):
-                pm1, n = reduce(x)
-                s = itype((n + offset + bias) << mbits).view(t)
-                return (pm1 * s + s) * pin(scale_back)
-
-        else:
-            tanh_consts = (t(-2.0), scale_back, t(1.0))
+        if kind == "expneg":
 
             def exp(a):
-                minus_two, back, one = pin(tanh_consts)
-                pm1, n = reduce(minus_two * a)
-                s = itype((n + offset + bias) << mbits).view(t)
-                e = (pm1 * s + s) * back
-                s = s * back  # 2^n, exact down to n = -149 (0 below)
-                return (one - s) - pm1 * s, e
+                one, back = pin(ends)
+                p, big, s = parts(a)
+                return fma(p, big, big) * back, fma(p, s, one + s)
+
+        else:
+
+            def exp(a):
+                one, back = pin(ends)
+                p, big, s = parts(a)
+                return fma(-p, s, one - s), fma(p, big, big) * back, fma(p, s, one + s)
 
         return jit(exp)
 
     def _make_libdevice_exp(self):
-        def exp(x):
-            return math.exp(x)
+        one = self.one
 
-        return self.jit(exp)
+        def expneg(a):
+            e = math.exp(-a)
+            return e, one + e
+
+        return self.jit(expneg)
 
     def _make_libdevice_tanh_exp(self):
-        minus_two = self.c(-2.0)
+        minus_two, one = self.c(-2.0), self.one
 
         def tanh_exp(a):
             z = minus_two * a
-            return -math.expm1(z), math.exp(z)
+            e = math.exp(z)
+            return -math.expm1(z), e, one + e
 
         return self.jit(tanh_exp)
 
     # -- 1 / (1 + e) -------------------------------------------------------
     def _make_recip1p(self):
-        """1 / (1 + e) for 0 <= e <= 1, to about half an ULP.
+        """``recip1p(s, e) = (q, r)`` with ``1 / (1 + e) = q (1 + r)`` to about 2^-2p.
 
-        One Newton step on the rounded quotient q = 1/s, s = 1 + e rounded,
-        with the residual taken against the exact 1 + e: ``1 - q(1 + e) =
-        (1 - q) - q e``, where ``1 - q`` is exact (0.5 <= q <= 1) and the
-        rest is one FMA, so the rounding of s drops out. Plain ``1 / (1 + e)``
-        carries up to 1 ULP, and the derivatives ``e / (1 + e)^2`` use it
-        twice: measured over float32, that pushed sigmoid' to 4.6 ULP; with
-        this step it stays under 3.5.
+        ``s`` is ``1 + e`` rounded (0 <= e <= 1), ``q = 1 / s`` rounded, and
+        ``r = 1 - q (1 + e)`` the residual of one Newton step, taken against
+        the exact ``1 + e`` as ``(1 - q) - q e``: ``1 - q`` is exact (0.5 <= q
+        <= 1) and the rest is one FMA, so the rounding of ``s`` and of the
+        quotient drop out. Callers apply the step to the product they need,
+        ``v q (1 + r)`` as ``vq + vq r`` with ``vq = v q``: the multiply by
+        ``v`` then runs beside the residual instead of after it. Plain
+        ``1 / (1 + e)`` carries up to 1 ULP, and the derivatives ``e / (1 +
+        e)^2`` use it twice: measured over float32, that pushed sigmoid' to
+        4.6 ULP; with the step it stays under 3.5.
         """
-        one_, pin = self.one, self.pin
+        one_, pin, fma = self.one, self.pin, self.fma
 
-        def recip1p(e):
+        def recip1p(s, e):
             one = pin(one_)
-            q = one / (one + e)
-            r = (one - q) - q * e
-            return q + q * r
+            q = one / s
+            # By name: a caller's own product q*e would otherwise be shared
+            # with this one and rounded, and r is of the size of that rounding.
+            return q, fma(-q, e, one - q)
 
         return self.jit(recip1p)
 

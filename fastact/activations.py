@@ -43,11 +43,13 @@ def sigmoid(m):
     expneg, recip1p, signbit = m.expneg, m.recip1p, m.signbit
 
     def f(x):
-        e = expneg(-abs(x))
-        q = recip1p(e)
-        t = e * q  # f(-|x|)
+        e, s = expneg(abs(x))  # e = exp(-|x|), s = 1 + e
+        q, r = recip1p(s, e)  # 1 / (1 + e) = q (1 + r)
+        qe = q * e
+        p = q + q * r  # f(|x|)
+        t = qe + qe * r  # f(-|x|)
         # f(-0.0) takes t = f(0) as well; a NaN gives NaN either way.
-        return (t if signbit(x) else q), t * q
+        return (t if signbit(x) else p), t * p
 
     return f
 
@@ -75,22 +77,24 @@ def tanh(m):
     >>> y, dy
     (np.float32(1.0), np.float32(8.244615e-09))
     """
-    consts = (m.one, m.c(4.0), m.c(0.625))
+    two = m.c(2.0)
     tanh_exp, recip1p, with_sign_of, pin = m.tanh_exp, m.recip1p, m.with_sign_of, m.pin
 
     def f(x):
-        one, four, small = pin(consts)
-        # With e = exp(-2|x|): tanh|x| = (1 - e) q and f' = 4e q^2, sharing
-        # q = 1/(1 + e); 1 - e from expm1 (no cancellation near 0).
+        two_ = pin(two)
+        # With e = exp(-2|x|) and q = 1/(1 + e): tanh|x| = (1 - e) q, with
+        # 1 - e from expm1 (no cancellation near 0).
         a = abs(x)
-        w, e = tanh_exp(a)  # 1 - e, e
-        q = recip1p(e)
-        y = w * q
-        # Both sides are computed and one selected (a branch would keep LLVM
-        # from vectorizing). Near 0, 1 - y^2 has no cancellation (y^2 < 0.31)
-        # and is more accurate than 4e q^2, which sits just below 1 and
-        # carries the error of q twice (measured: 3.25 against 2.25 ULP).
-        d = (one - y * y) if a < small else (four * e) * (q * q)
+        w, e, s = tanh_exp(a)  # 1 - e, e, 1 + e
+        q, r = recip1p(s, e)  # 1 / (1 + e) = q (1 + r)
+        wq = w * q
+        y = wq + wq * r
+        # f' = (1 - y)(1 + y) with 1 - y = 2e q taken from e, not from y: no
+        # cancellation where y nears 1, so f' keeps its digits in saturation,
+        # and 1 + y in [1, 2] has none anywhere. One formula for all x, no
+        # select.
+        h = (e * q) * (y * two_ + two_)
+        d = h + h * r
         # y >= +0, so the sign of x goes on with one OR: tanh(-0.0) = -0.0.
         return with_sign_of(y, x), d
 

@@ -45,6 +45,11 @@ _lock = threading.RLock()
 _kernels: dict = {}
 
 
+def device_fma(a, b, c):
+    """``a*b + c`` rounded once, for the CUDA math library (``cuda`` is a global here)."""
+    return cuda.fma(a, b, c)
+
+
 def _device_jit(fn):
     from fastact._math import _cuda_jit
 

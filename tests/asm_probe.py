@@ -21,7 +21,7 @@ FUNCTION = re.compile(r"^\s*\.type\s+(\S+),@function", re.M)
 LABEL = re.compile(r"^(\.LBB\w+):", re.M)
 # A constant-pool address built inside a loop (Numba's JIT uses the large code
 # model): the constant is re-loaded on every iteration instead of staying in
-# a register (see fastact._pin).
+# a register (see fastact._intrinsics).
 POOL_LOAD = re.compile(r"^\s*movabsq\s+\$\.LCPI", re.M)
 
 

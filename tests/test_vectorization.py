@@ -46,7 +46,7 @@ def test_float32_kernels_do_not_convert_to_float64(report):
 
 
 def test_smooth_kernels_keep_their_constants_out_of_the_loop(report):
-    # Their float constants are pinned (fastact._pin), so no loop re-loads one
+    # Their float constants are pinned (fastact._intrinsics), so no loop re-loads one
     # from the constant pool. (RReLU's training kernel does: its counter-based
     # generator's integer constants, which the float fence cannot pin.)
     smooth = [r for r in report if r["kernel"].split("/")[0] in ("sigmoid", "tanh")]
