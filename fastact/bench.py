@@ -82,23 +82,39 @@ def versions() -> dict:
 
 
 # -- timing ------------------------------------------------------------------------
-def time_call(fn, rounds: int, target: float) -> dict:
-    """Median seconds per call over ``rounds`` rounds of ``number`` calls each.
+def time_calls(runs: dict, rounds: int, target: float) -> dict:
+    """Median and min seconds per call of each callable in ``runs``, interleaved.
 
-    ``number`` is calibrated so that one round lasts about ``target`` seconds.
+    Each callable gets a ``number`` of calls per round, calibrated so that
+    its round lasts about ``target`` seconds; every round then times each
+    callable once, the order rotating from round to round. The providers of
+    one case are thus measured over the same stretch of time, so their ratios
+    (to the roofline above all) do not pick up the drift of a shared
+    machine's memory and CPU speed between one provider's rounds and the
+    next's, which timing them one after the other did (measured here: the
+    roofline itself moved by 20% between groups of a sweep).
     """
-    t0 = time.perf_counter()
-    fn()
-    single = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, min(100_000, int(target / single)))
-    samples = []
-    for _ in range(rounds):
+    numbers = {}
+    for key, fn in runs.items():
         t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    samples.sort()
-    return {"median": samples[len(samples) // 2], "min": samples[0], "rounds": rounds, "number": number}
+        fn()
+        single = max(time.perf_counter() - t0, 1e-7)
+        numbers[key] = max(1, min(100_000, int(target / single)))
+    samples = {key: [] for key in runs}
+    order = list(runs)
+    for r in range(rounds):
+        k = r % len(order)
+        for key in order[k:] + order[:k]:
+            fn, number = runs[key], numbers[key]
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[key].append((time.perf_counter() - t0) / number)
+    stats = {}
+    for key, v in samples.items():
+        v.sort()
+        stats[key] = {"median": v[len(v) // 2], "min": v[0], "rounds": rounds, "number": numbers[key]}
+    return stats
 
 
 class Progress:
@@ -144,36 +160,46 @@ def _available(provider: str) -> bool:
 
 
 def sweep(cases, rounds: int, target: float, progress: bool = True) -> list:
+    """Time every case; the providers of one (activation, mode, size, dtype) interleaved."""
+    groups: dict = {}
+    for name, mode, size, dtype, provider in cases:
+        groups.setdefault((name, mode, size, dtype), []).append(provider)
     results = []
     bar = Progress(len(cases), progress)
     data = {}
-    for name, mode, size, dtype, provider in cases:
+    for (name, mode, size, dtype), providers in groups.items():
         key = (size, dtype)
         if key not in data:
             data.clear()
             rng = np.random.default_rng(size)
             data[key] = (rng.uniform(-8, 8, size).astype(dtype), rng.standard_normal(size).astype(dtype))
         x, g = data[key]
-        run = baselines.prepare(provider, name, mode, x, g)
-        baselines.check(provider, name, mode, run(), x, g)
-        stats = time_call(run, rounds, target)
+        runs = {}
+        for provider in providers:
+            run = baselines.prepare(provider, name, mode, x, g)
+            baselines.check(provider, name, mode, run(), x, g)
+            runs[provider] = run
+        timed = time_calls(runs, rounds, target)
+        del runs
         nbytes = baselines.bytes_moved(mode, size, x.itemsize)
-        results.append(
-            {
-                "activation": name,
-                "mode": mode,
-                "size": size,
-                "dtype": dtype,
-                "provider": provider,
-                "seconds": stats["median"],
-                "seconds_min": stats["min"],
-                "rounds": stats["rounds"],
-                "calls_per_round": stats["number"],
-                "bytes": nbytes,
-                "GB/s": nbytes / stats["median"] / 1e9,
-            }
-        )
-        bar.step(f"{name} {mode} 2^{size.bit_length() - 1} {dtype} {provider}")
+        for provider in providers:
+            stats = timed[provider]
+            results.append(
+                {
+                    "activation": name,
+                    "mode": mode,
+                    "size": size,
+                    "dtype": dtype,
+                    "provider": provider,
+                    "seconds": stats["median"],
+                    "seconds_min": stats["min"],
+                    "rounds": stats["rounds"],
+                    "calls_per_round": stats["number"],
+                    "bytes": nbytes,
+                    "GB/s": nbytes / stats["median"] / 1e9,
+                }
+            )
+            bar.step(f"{name} {mode} 2^{size.bit_length() - 1} {dtype} {provider}")
     return results
 
 
