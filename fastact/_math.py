@@ -252,7 +252,7 @@ class MathLib:
 
     # -- 1 / (1 + e) -------------------------------------------------------
     def _make_recip1p(self):
-        """``recip1p(s, e) = (q, r)`` with ``1 / (1 + e) = q (1 + r)`` to about 2^-2p.
+        """``recip1p(s, e) = (q, r)``: ``1 / (1 + e) = q (1 + r)`` to about eps^2 relative (eps: the dtype's).
 
         ``s`` is ``1 + e`` rounded (0 <= e <= 1), ``q = 1 / s`` rounded, and
         ``r = 1 - q (1 + e)`` the residual of one Newton step, taken against
