@@ -196,40 +196,39 @@ class MathLib:
         # the constant c*log2e are exact, and the clamp and the reduction work
         # on a directly (no dependent multiply by c ahead of them).
         c = -1.0 if kind == "expneg" else -2.0
-        consts = tuple(t(v) for v in (lo / c, c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo, 2.0**-64))
+        consts = tuple(t(v) for v in (lo / c, c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo))
         # n + 64 + bias, the biased exponent of 2^(n+64), folded into one add.
         shifter_bits, offset, mbits = itype(shifter_bits), itype(64 + bias), itype(mbits)
 
         def parts(a):
-            hi, c, c_log2e, shifter, ln2_hi, ln2_lo, back = pin(consts)
+            hi, c, c_log2e, shifter, ln2_hi, ln2_lo = pin(consts)
             # NaN fails the comparison and flows through unchanged.
             ac = hi if a > hi else a
             k = ac * c_log2e + shifter
             nf = k - shifter
             r = (c * ac - nf * ln2_hi) - nf * ln2_lo
             n = itype(t(k).view(itype) - shifter_bits)
-            big = itype((n + offset) << mbits).view(t)  # 2^(n+64)
-            # exp(r) - 1, 2^(n+64), 2^n
-            return r + (r * r) * poly(r), big, big * back
+            return r + (r * r) * poly(r), itype((n + offset) << mbits).view(t)  # exp(r) - 1, 2^(n+64)
 
         parts = jit(parts)
         ends, fma = (self.one, t(2.0**-64)), self.fma
 
-        if kind == "expneg":
+        def tanh_exp(a):
+            one, back = pin(ends)
+            p, big = parts(a)
+            s = big * back  # 2^n
+            return fma(-p, s, one - s), fma(p, big, big) * back, fma(p, s, one + s)
 
-            def exp(a):
-                one, back = pin(ends)
-                p, big, s = parts(a)
-                return fma(p, big, big) * back, fma(p, s, one + s)
+        tanh_exp = jit(tanh_exp)
+        if kind == "tanh_exp":
+            return tanh_exp
 
-        else:
+        def expneg(a):
+            # 1 - exp(x) is left unused and compiled away.
+            w, e, s = tanh_exp(a)
+            return e, s
 
-            def exp(a):
-                one, back = pin(ends)
-                p, big, s = parts(a)
-                return fma(-p, s, one - s), fma(p, big, big) * back, fma(p, s, one + s)
-
-        return jit(exp)
+        return jit(expneg)
 
     def _make_libdevice_exp(self):
         one = self.one

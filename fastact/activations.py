@@ -83,7 +83,8 @@ def tanh(m):
     def f(x):
         two_ = pin(two)
         # With e = exp(-2|x|) and q = 1/(1 + e): tanh|x| = (1 - e) q, with
-        # 1 - e from expm1 (no cancellation near 0).
+        # 1 - e taken from exp's reduction, not from the rounded e (no
+        # cancellation near 0).
         a = abs(x)
         w, e, s = tanh_exp(a)  # 1 - e, e, 1 + e
         q, r = recip1p(s, e)  # 1 / (1 + e) = q (1 + r)
