@@ -92,7 +92,8 @@ def time_calls(runs: dict, rounds: int, target: float) -> dict:
     (to the roofline above all) do not pick up the drift of a shared
     machine's memory and CPU speed between one provider's rounds and the
     next's, which timing them one after the other did (measured here: the
-    roofline itself moved by 20% between groups of a sweep).
+    roofline itself moved by 20% between the groups of one pytest-benchmark
+    run).
     """
     numbers = {}
     for key, fn in runs.items():
