@@ -140,9 +140,13 @@ class MathLib:
         """exp(x) for x <= 0 (all that saturating activations need), in the forms they use.
 
         x = n*ln2 + r with |r| <= ln2/2 (ln2 split in a short head, so that
-        n*head is exact, and a tail); exp(r) by a polynomial (degree 6 for
-        float32, 13 for float64: below 0.1 ULP on |r| <= 0.347), kept as
-        ``p = exp(r) - 1 = r + r^2 Q(r)``; ``s = 2^n`` built from bits as
+        x - n*head is exact, and a tail, each taken off with one FMA); exp(r)
+        by a polynomial (degree 6 for float32, 13 for float64: below 0.1 ULP
+        on |r| <= 0.347), kept as ``p = exp(r) - 1 = r + r^2 Q(r)``. Q is
+        evaluated as ``(c0 + c1 r) + r^2 H(r)``, H by Horner: the two parts
+        run side by side, two dependent FMAs fewer than Horner on all of Q
+        (for float32, measured over all inputs, tanh's f moved from 2.24 to
+        2.30 ULP, sigmoid's not at all). ``s = 2^n`` built from bits as
         2^(n+64) * 2^-64, exact down to the subnormal 2^-149 (0 for n = -150).
         The integer n is read straight from the bits of ``t + 1.5*2^m`` (m =
         23 or 52), which avoids float-to-int64 conversions that AVX2 has no
@@ -190,8 +194,9 @@ class MathLib:
             ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
             # Taylor to degree 13: truncation 4e-18, below 0.05 ULP.
             coeffs = tuple(1.0 / math.factorial(k) for k in range(2, 14))
-        pin = self.pin
-        poly = _horner((t(c) for c in coeffs), jit, pin)
+        pin, fma = self.pin, self.fma
+        coeffs = tuple(t(c) for c in coeffs)
+        low, high = _horner(coeffs[:2], jit, pin), _horner(coeffs[2:], jit, pin)
         # exp(c a) for a >= 0, c = -1 or -2: c is a power of 2, so c*a and
         # the constant c*log2e are exact, and the clamp and the reduction work
         # on a directly (no dependent multiply by c ahead of them).
@@ -206,12 +211,15 @@ class MathLib:
             ac = hi if a > hi else a
             k = ac * c_log2e + shifter
             nf = k - shifter
-            r = (c * ac - nf * ln2_hi) - nf * ln2_lo
+            r = fma(nf, -ln2_lo, fma(nf, -ln2_hi, c * ac))
             n = itype(t(k).view(itype) - shifter_bits)
-            return r + (r * r) * poly(r), itype((n + offset) << mbits).view(t)  # exp(r) - 1, 2^(n+64)
+            rr = r * r
+            return r + rr * (low(r) + rr * high(r)), itype((n + offset) << mbits).view(
+                t
+            )  # exp(r) - 1, 2^(n+64)
 
         parts = jit(parts)
-        ends, fma = (self.one, t(2.0**-64)), self.fma
+        ends = (self.one, t(2.0**-64))
 
         def tanh_exp(a):
             one, back = pin(ends)

@@ -77,11 +77,11 @@ def tanh(m):
     >>> y, dy
     (np.float32(1.0), np.float32(8.244615e-09))
     """
-    two = m.c(2.0)
-    tanh_exp, recip1p, with_sign_of, pin = m.tanh_exp, m.recip1p, m.with_sign_of, m.pin
+    consts = (m.c(8.0), m.c(0.5))
+    tanh_exp, recip1p, with_sign_of, pin, fma = m.tanh_exp, m.recip1p, m.with_sign_of, m.pin, m.fma
 
     def f(x):
-        two_ = pin(two)
+        eight_, half_ = pin(consts)
         # With e = exp(-2|x|) and q = 1/(1 + e): tanh|x| = (1 - e) q, with
         # 1 - e taken from exp's reduction, not from the rounded e (no
         # cancellation near 0).
@@ -90,12 +90,14 @@ def tanh(m):
         q, r = recip1p(s, e)  # 1 / (1 + e) = q (1 + r)
         wq = w * q
         y = wq + wq * r
-        # f' = (1 - y)(1 + y) with 1 - y = 2e q taken from e, not from y: no
-        # cancellation where y nears 1, so f' keeps its digits in saturation,
-        # and 1 + y in [1, 2] has none anywhere. One formula for all x, no
-        # select.
-        h = (e * q) * (y * two_ + two_)
-        d = h + h * r
+        # f' = 1 - y^2 = 4e / (1 + e)^2 = 4e q^2 (1 + r)^2, taken from e and
+        # not from y: no cancellation where y nears 1, so f' keeps its digits
+        # in saturation. One formula for all x, no select. (1 + r)^2 is
+        # 1 + 2r to within r^2 ~ eps^2, so f' = m + 2m r with 2m = 8e q^2:
+        # two multiplies after the division, beside the residual r, and one
+        # FMA once r is there.
+        m2 = ((e * eight_) * q) * q
+        d = fma(m2, r, m2 * half_)
         # y >= +0, so the sign of x goes on with one OR: tanh(-0.0) = -0.0.
         return with_sign_of(y, x), d
 
