@@ -8,6 +8,14 @@ backward ops, JAX when installed, and the roofline kernel that moves the same
 bytes with trivial arithmetic. Providers come from ``fastact.baselines``, the
 table the tests check; every result is checked before it is timed.
 
+Each group's roofline row is timed at another moment than the providers
+beside it, and on a shared machine the memory speed drifts between the two
+(by 20% between the groups of one run here). So the timed ``fastact`` case
+also times itself and the roofline in alternating rounds
+(:func:`fastact.bench.time_calls`, as the cost report does) and records
+``x_roofline``, the ratio of the two medians, in ``extra_info``;
+``benchmarks/table.py`` reports that ratio.
+
 Untimed smoke runs cap the arrays at 2^18 elements (still above the size
 where fastact switches to its parallel kernels), so that plain ``pytest``
 stays fast; timed runs use the sizes named.
@@ -19,9 +27,12 @@ import numpy as np
 import pytest
 
 from fastact import baselines
+from fastact.bench import time_calls
 
 SIZES = (1 << 10, 1 << 14, 1 << 18, 1 << 22, 1 << 24)
 SMOKE_MAX = 1 << 18
+# fastact against the roofline in alternating rounds, each about this long.
+PAIRED_ROUNDS, PAIRED_TARGET = 25, 0.02
 CASES = [(size, np.dtype(np.float32)) for size in SIZES] + [(1 << 24, np.dtype(np.float64))]
 PROVIDERS = [p for p in baselines.PROVIDERS if p != "jax" or importlib.util.find_spec("jax")]
 
@@ -59,3 +70,10 @@ def bench_activation(benchmark, name, mode, size, dtype, provider):
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:
         benchmark.extra_info["GB/s"] = nbytes / stats.stats.median / 1e9
+        if provider == "fastact":
+            roofline = baselines.prepare("roofline", name, mode, x, g)
+            paired = time_calls({"fastact": run, "roofline": roofline}, PAIRED_ROUNDS, PAIRED_TARGET)
+            mine, roof = paired["fastact"]["median"], paired["roofline"]["median"]
+            benchmark.extra_info.update(
+                paired_median=mine, roofline_paired_median=roof, x_roofline=mine / roof
+            )
