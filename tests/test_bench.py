@@ -1,6 +1,7 @@
 """The ``fastact bench`` report on a tiny sweep: files, summary, comparison, CUDA message."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -28,6 +29,7 @@ def test_report_files_and_summary(report):
     meta = json.loads((out / "results.json").read_text())
     assert {"date", "machine", "versions", "results", "compile_seconds", "regimes"} <= set(meta)
     assert meta["machine"]["threads"] >= 1 and meta["machine"]["cpu"]
+    assert meta["machine"]["omp_wait_policy"]
     names = {r["activation"] for r in meta["results"]}
     assert names == {"relu", "sigmoid"}  # relu always joins: it is the unit
     providers = {r["provider"] for r in meta["results"]}
@@ -48,6 +50,29 @@ def test_compare_prints_ratios(report):
     meta = json.loads((out / "results.json").read_text())
     text = bench.compare(meta, meta)
     assert "| 1.00 |" in text and "geometric mean new/old" in text and ": 1.000" in text
+
+
+@pytest.mark.parametrize(
+    "preset, torch_first, expected, in_env",
+    [
+        (None, False, "PASSIVE", "PASSIVE"),
+        ("ACTIVE", False, "ACTIVE", "ACTIVE"),
+        (None, True, "default (torch was imported before it could be set)", "None"),
+    ],
+)
+def test_quiet_openmp(preset, torch_first, expected, in_env):
+    """PASSIVE unless the user chose a policy; a torch loaded earlier is reported, not misdescribed."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    code = (
+        ("import torch\n" if torch_first else "")
+        + "import os\nfrom fastact.bench import quiet_openmp\n"
+        + "print(quiet_openmp()); print(os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [expected, in_env]
 
 
 def test_cuda_without_a_gpu_says_so():
