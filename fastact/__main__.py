@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-
-
-def _median_ms(fn, rounds):
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return 1e3 * times[len(times) // 2]
 
 
 def demo(argv=None) -> int:
     """Show values, saturated derivatives against the textbook formulas, and speed.
 
-    Speed figures are time ratios measured in one run (above 1: fastact is faster).
+    Speed figures are time ratios measured in one run (above 1: fastact is
+    faster), each activation's providers and the roofline timed in alternating
+    rounds (:func:`fastact.bench.time_calls`).
     """
     parser = argparse.ArgumentParser(prog="fastact demo", description=demo.__doc__)
     parser.add_argument("--size", type=int, default=1 << 24, help="elements for the timing (default 2^24)")
     parser.add_argument("--rounds", type=int, default=9, help="timed rounds per kernel (median reported)")
     args = parser.parse_args(argv)
 
+    from fastact.bench import quiet_openmp, time_calls
+
+    quiet_openmp()  # before torch loads: its OpenMP threads would spin into the next timing
     import numba
     import numpy as np
 
@@ -50,33 +43,35 @@ def demo(argv=None) -> int:
     threads = numba.config.NUMBA_NUM_THREADS
     print(
         f"\nfused f and f', {args.size:,} float32 elements, {threads} threads "
-        f"(threading layer {fa.threading_layer()}), median of {args.rounds}:"
+        f"(threading layer {fa.threading_layer()}), median of {args.rounds} alternating rounds:"
     )
     xb = np.random.default_rng(0).uniform(-8, 8, args.size).astype(np.float32)
     y, d = np.empty_like(xb), np.empty_like(xb)
-    roof = _median_ms(lambda: baselines.roofline(xb, y, d), args.rounds)
     gb = 3 * xb.nbytes / 1e9
-    print(f"  {'roofline (read x, write 2)':<28} {roof:8.2f} ms  {gb / roof * 1e3:6.1f} GB/s")
     try:
         import torch
 
         torch.set_num_threads(threads)
+        tx = torch.from_numpy(xb)
+        bufs = (torch.ones_like(tx), torch.ones_like(tx), torch.from_numpy(y), torch.from_numpy(d))
     except ImportError:
         torch = None
     for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
         act = fa.ACTIVATIONS[name]
-        ms = _median_ms(lambda act=act: act.fused(xb, out=(y, d)), args.rounds)
-        numpy_ms = _median_ms(
-            lambda name=name: baselines.numpy_mode(name, "fused")(xb), max(3, args.rounds // 3)
-        )
-        line = f"  fastact {name:<19} {ms:8.2f} ms  {gb / ms * 1e3:6.1f} GB/s  {ms / roof:4.2f}x roofline"
-        line += f"  numpy/fastact {numpy_ms / ms:5.1f}x"
+        runs = {
+            "fastact": lambda act=act: act.fused(xb, out=(y, d)),
+            "roofline": lambda: baselines.roofline(xb, y, d),
+            "numpy": lambda name=name: baselines.numpy_mode(name, "fused")(xb),
+        }
         if torch is not None:
-            tx = torch.from_numpy(xb)
-            bufs = (torch.ones_like(tx), torch.ones_like(tx), torch.from_numpy(y), torch.from_numpy(d))
             pair = baselines.torch_out_mode(name, "fused")
-            torch_ms = _median_ms(lambda pair=pair, tx=tx, bufs=bufs: pair(tx, *bufs), args.rounds)
-            line += f"  torch out= pair/fastact {torch_ms / ms:4.1f}x"
+            runs["torch"] = lambda pair=pair: pair(tx, *bufs)
+        t = {k: v["median"] * 1e3 for k, v in time_calls(runs, args.rounds, 0.02).items()}
+        ms, roof = t["fastact"], t["roofline"]
+        line = f"  fastact {name:<11} {ms:7.2f} ms {gb / ms * 1e3:5.1f} GB/s"
+        line += f"  {ms / roof:4.2f}x roofline ({roof:.2f} ms)  numpy/fastact {t['numpy'] / ms:5.1f}x"
+        if torch is not None:
+            line += f"  torch out= pair/fastact {t['torch'] / ms:4.1f}x"
         print(line)
     return 0
 

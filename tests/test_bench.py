@@ -1,7 +1,9 @@
 """The ``fastact bench`` report on a tiny sweep: files, summary, comparison, CUDA message."""
 
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -50,6 +52,28 @@ def test_compare_prints_ratios(report):
     meta = json.loads((out / "results.json").read_text())
     text = bench.compare(meta, meta)
     assert "| 1.00 |" in text and "geometric mean new/old" in text and ": 1.000" in text
+
+
+def test_demo():
+    """``fastact demo``: saturated derivatives against the textbook formulas, and one timing line each."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastact", "demo", "--size", "65536", "--rounds", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "sigmoid'(30) = 9.35762e-14   textbook formula: 0" in out
+    assert "tanh'(10) = 8.24461e-09   textbook formula: 0" in out
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
+        line = re.search(
+            rf"^  fastact {name} +([0-9.]+) ms .* ([0-9.]+)x roofline \(([0-9.]+) ms\)(.*)$", out, re.M
+        )
+        assert line, out
+        assert float(line[1]) > 0 and float(line[2]) > 0 and float(line[3]) > 0
+        assert "numpy/fastact" in line[4]
+        assert ("torch out= pair/fastact" in line[4]) == (importlib.util.find_spec("torch") is not None)
 
 
 @pytest.mark.parametrize(
