@@ -18,7 +18,7 @@ def demo(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=9, help="timed rounds per kernel (median reported)")
     args = parser.parse_args(argv)
 
-    from fastact.bench import quiet_openmp, time_calls
+    from fastact.bench import _available, quiet_openmp, time_calls
 
     quiet_openmp()  # before torch loads: its OpenMP threads would spin into the next timing
     import numba
@@ -46,32 +46,21 @@ def demo(argv=None) -> int:
         f"(threading layer {fa.threading_layer()}), median of {args.rounds} alternating rounds:"
     )
     xb = np.random.default_rng(0).uniform(-8, 8, args.size).astype(np.float32)
-    y, d = np.empty_like(xb), np.empty_like(xb)
-    gb = 3 * xb.nbytes / 1e9
-    try:
+    gb = baselines.bytes_moved("fused", args.size, xb.itemsize) / 1e9
+    providers = ["fastact", "roofline", "numpy"]
+    if _available("torch-out"):
         import torch
 
         torch.set_num_threads(threads)
-        tx = torch.from_numpy(xb)
-        bufs = (torch.ones_like(tx), torch.ones_like(tx), torch.from_numpy(y), torch.from_numpy(d))
-    except ImportError:
-        torch = None
+        providers.append("torch-out")
     for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
-        act = fa.ACTIVATIONS[name]
-        runs = {
-            "fastact": lambda act=act: act.fused(xb, out=(y, d)),
-            "roofline": lambda: baselines.roofline(xb, y, d),
-            "numpy": lambda name=name: baselines.numpy_mode(name, "fused")(xb),
-        }
-        if torch is not None:
-            pair = baselines.torch_out_mode(name, "fused")
-            runs["torch"] = lambda pair=pair: pair(tx, *bufs)
+        runs = {p: baselines.prepare(p, name, "fused", xb) for p in providers}
         t = {k: v["median"] * 1e3 for k, v in time_calls(runs, args.rounds, 0.02).items()}
         ms, roof = t["fastact"], t["roofline"]
         line = f"  fastact {name:<11} {ms:7.2f} ms {gb / ms * 1e3:5.1f} GB/s"
         line += f"  {ms / roof:4.2f}x roofline ({roof:.2f} ms)  numpy/fastact {t['numpy'] / ms:5.1f}x"
-        if torch is not None:
-            line += f"  torch out= pair/fastact {t['torch'] / ms:4.1f}x"
+        if "torch-out" in t:
+            line += f"  torch out= pair/fastact {t['torch-out'] / ms:4.1f}x"
         print(line)
     return 0
 

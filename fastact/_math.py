@@ -147,10 +147,10 @@ class MathLib:
         run side by side, two dependent FMAs fewer than Horner on all of Q
         (over all float32 inputs, tanh's largest error in f is 2.30 ULP
         against 2.24 with Horner; sigmoid's is the same). ``s = 2^n`` is
-        built from bits as 2^(n+64) * 2^-64, exact down to the subnormal 2^-149 (0 for n = -150).
-        The integer n is read straight from the bits of ``t + 1.5*2^m`` (m =
-        23 or 52), which avoids float-to-int64 conversions that AVX2 has no
-        packed instruction for. Each result is then one FMA on ``p``:
+        built from bits as 2^(n+64) * 2^-64, exact down to the subnormal
+        2^-149 (0 for n = -150). The integer n is read straight from the bits
+        of ``t + 1.5*2^m`` (m = 23 or 52), which avoids float-to-int64
+        conversions that AVX2 has no packed instruction for. Each result is then one FMA on ``p``:
 
         * ``exp(x) = (2^(n+64) p + 2^(n+64)) 2^-64``: rounded once by the
           FMA where the result is normal (the scaling is then exact); into
