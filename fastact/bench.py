@@ -72,10 +72,10 @@ def quiet_openmp() -> str:
     PyTorch's CPU ops run on GNU OpenMP, whose workers by default spin for a
     while after each parallel op before they sleep. On a machine with as many
     threads as cores that spinning takes the cores from whatever runs next:
-    measured here, fastact's ReLU timed right after PyTorch's ops in
-    alternating rounds came out at 1.17-1.20x the roofline's time, and at
-    1.04-1.05x with the two timed alone or with ``OMP_WAIT_POLICY=PASSIVE``,
-    which this sets unless the environment already chose a policy. OpenMP
+    measured here with ``fastact demo``, fastact's ReLU came out at 1.37-1.38x
+    the roofline's time under OpenMP's default policy and at 0.95-1.09x with
+    ``OMP_WAIT_POLICY=PASSIVE``, which this sets unless the environment
+    already chose a policy. OpenMP
     reads it when PyTorch loads, so a PyTorch imported earlier keeps its own.
     """
     if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
