@@ -75,8 +75,8 @@ def quiet_openmp() -> str:
     measured here with ``fastact demo``, fastact's ReLU came out at 1.37-1.38x
     the roofline's time under OpenMP's default policy and at 0.95-1.09x with
     ``OMP_WAIT_POLICY=PASSIVE``, which this sets unless the environment
-    already chose a policy. OpenMP
-    reads it when PyTorch loads, so a PyTorch imported earlier keeps its own.
+    already chose a policy. OpenMP reads it when PyTorch loads, so a PyTorch
+    imported earlier keeps its own.
     """
     if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
         return "default (torch was imported before it could be set)"
