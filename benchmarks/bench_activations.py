@@ -4,16 +4,19 @@
 once, untimed, as a smoke test. A group is one activation, mode, size and
 dtype; its providers are fastact on all threads and on one, the NumPy
 formulas, PyTorch eager (allocating), PyTorch with ``out=`` and its own
-backward ops, JAX when installed, and the roofline kernel that moves the same
-bytes with trivial arithmetic. Providers come from ``fastact.baselines``, the
-table the tests check; every result is checked before it is timed.
+backward ops, JAX when installed, and two roofline kernels that move the same
+bytes with trivial arithmetic: with ordinary stores, and with the
+non-temporal stores that fastact uses for outputs larger than the caches.
+Providers come from ``fastact.baselines``, the table the tests check; every
+result is checked before it is timed.
 
 Each group's roofline row is timed at another moment than the providers
 beside it, and on a shared machine the memory speed drifts between the two
 (by 20% between the groups of one run here). So the timed ``fastact`` case
 also times itself and the roofline in alternating rounds
 (:func:`fastact.bench.time_calls`, as the cost report does) and records
-``x_roofline``, the ratio of the two medians, in ``extra_info``;
+``x_roofline``, the ratio of the two medians, in ``extra_info`` (and
+``x_roofline_stream`` against the streaming roofline, timed in the same rounds);
 ``benchmarks/table.py`` reports that ratio.
 
 Untimed smoke runs cap the arrays at 2^18 elements (still above the size
@@ -71,9 +74,14 @@ def bench_activation(benchmark, name, mode, size, dtype, provider):
     if stats is not None and getattr(stats, "stats", None) is not None:
         benchmark.extra_info["GB/s"] = nbytes / stats.stats.median / 1e9
         if provider == "fastact":
-            roofline = baselines.prepare("roofline", name, mode, x, g)
-            paired = time_calls({"fastact": run, "roofline": roofline}, PAIRED_ROUNDS, PAIRED_TARGET)
+            rooflines = {r: baselines.prepare(r, name, mode, x, g) for r in ("roofline", "roofline-stream")}
+            paired = time_calls({"fastact": run, **rooflines}, PAIRED_ROUNDS, PAIRED_TARGET)
             mine, roof = paired["fastact"]["median"], paired["roofline"]["median"]
+            stream = paired["roofline-stream"]["median"]
             benchmark.extra_info.update(
-                paired_median=mine, roofline_paired_median=roof, x_roofline=mine / roof
+                paired_median=mine,
+                roofline_paired_median=roof,
+                x_roofline=mine / roof,
+                roofline_stream_paired_median=stream,
+                x_roofline_stream=mine / stream,
             )

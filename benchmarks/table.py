@@ -2,8 +2,9 @@
 
     python benchmarks/table.py FILE
 
-One row per activation: fastact's median time, GB/s and ratio to the roofline
-kernel, and the speed-up over NumPy and PyTorch. The roofline ratio is the
+One row per activation: fastact's median time, GB/s and ratios to the two
+roofline kernels (ordinary and non-temporal stores), and the speed-up over
+NumPy and PyTorch. The roofline ratio is the
 one the ``fastact`` case measured in alternating rounds with the roofline
 (``x_roofline``); files without it fall back to the group's roofline row,
 timed at another moment.
@@ -12,6 +13,14 @@ timed at another moment.
 import json
 import sys
 from collections import defaultdict
+
+
+def _stream_ratio(paired, t, providers):
+    if paired and paired[2] is not None:
+        return f"{paired[2]:.2f}"
+    if "roofline-stream" in providers:
+        return f"{t / providers['roofline-stream'][0]:.2f}"
+    return "-"
 
 
 def table(path):
@@ -28,15 +37,19 @@ def table(path):
             continue
         runs[info["activation"]][info["provider"]] = (b["stats"]["median"], info["bytes"])
         if "x_roofline" in info:
-            paired[info["activation"]] = (info["x_roofline"], info["roofline_paired_median"])
+            paired[info["activation"]] = (
+                info["x_roofline"],
+                info["roofline_paired_median"],
+                info.get("x_roofline_stream"),
+            )
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?"))
     lines = [
         f"fused f and f', 2^24 float32 elements, median time; {cpu}, {data.get('datetime', '')[:10]}.",
         "",
-        "| activation | fastact ms | GB/s | x roofline | 1 thread ms "
+        "| activation | fastact ms | GB/s | x roofline | x streaming roofline | 1 thread ms "
         "| torch `out=` pair | torch eager | NumPy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, p in runs.items():
         t, nbytes = p["fastact"]
@@ -45,6 +58,7 @@ def table(path):
             f"{t * 1e3:.2f}",
             f"{nbytes / t / 1e9:.1f}",
             f"{paired[name][0]:.2f}" if name in paired else f"{t / p['roofline'][0]:.2f}",
+            _stream_ratio(paired.get(name), t, p),
             f"{p['fastact-1thread'][0] * 1e3:.2f}" if "fastact-1thread" in p else "-",
         ]
         for other in ("torch-out", "torch", "numpy"):
@@ -60,7 +74,8 @@ def table(path):
         )
     if paired:
         lines.append(
-            "x roofline: fastact and the roofline timed in alternating rounds, ratio of the medians"
+            "x roofline: fastact and the rooflines timed in alternating rounds, ratio of the medians;"
+            " the streaming roofline writes with non-temporal stores, as fastact does at this size"
             " (roofline medians there: "
             + ", ".join(f"{name} {v[1] * 1e3:.2f}" for name, v in paired.items())
             + " ms)."

@@ -194,9 +194,9 @@ class Activation:
 
     def _launch(self, mode, dtype, layout, size, values):
         loop, params = self._loop_params(values, dtype)
-        # The CPU elementwise kernels take the parameters as one tuple, the
-        # other loops as separate arguments.
-        args = (params,) if loop == "elementwise" else params
+        # The CPU's flat loops take the parameters as one tuple, the channel
+        # loops as separate arguments.
+        args = (params,) if loop in _cpu.FLAT_LOOPS else params
         _cpu.launch(self, dtype, mode, loop, size, layout.flat_inputs, layout.flat_buffers, *args)
 
 

@@ -25,6 +25,14 @@ PARALLEL_MIN_SIZE = 1 << 15
 REDUCTION_BLOCK = 1 << 12
 REDUCTION_LANES = 16
 
+# Streaming (non-temporal) stores for outputs that do not fit in the caches:
+# the threshold in bytes of inputs and outputs together per call where the
+# last-level cache's size cannot be read, the block written per output, and
+# the chunks of blocks per thread (for balance between threads).
+STREAM_MIN_BYTES_DEFAULT = 32 << 20
+STREAM_BLOCK_BYTES = 8 << 10
+STREAM_CHUNKS_PER_THREAD = 8
+
 # CUDA kernels: no fast-math at all. libdevice's accurate functions keep the
 # 4-ULP contract; numba's CUDA fastmath would swap in approximate ones.
 CUDA_FASTMATH = False

@@ -1,4 +1,4 @@
-"""LLVM intrinsics for the CPU kernels: ``pin`` and ``fma``.
+"""LLVM intrinsics for the CPU kernels: ``pin``, ``fma``, ``stream_vector``, ``store_fence``.
 
 ``pin(v)``: ``v`` unchanged, but opaque to LLVM's constant folding. A float
 constant in a kernel is an LLVM constant, and with the large code model of
@@ -19,16 +19,24 @@ feeds several sums (``p*s + s`` and ``p*s + (1 + s)`` in exp), or the same
 product also stands alone, LLVM computes it once, rounded, and the sums round
 twice. Those sums ask for the FMA by name.
 
+``stream_vector`` and ``store_fence``: the non-temporal stores of the
+streaming kernels (``fastact._cpu``), and the fence that orders them.
+
 This module imports Numba, so it is imported only when a kernel is built.
-``pin`` and ``fma`` are plain module-level functions (their compiled forms
+The jitted functions here are plain module-level functions (their compiled forms
 registered with ``register_jitable``) on purpose: kernels that reach them are
 pickled into Numba's on-disk cache key, and a module-level function pickles by
 name, while an ``@intrinsic`` object pickles with a random id that would make
 every process miss the cache.
 """
 
+import platform
+
+from llvmlite import ir
 from numba.core import types
 from numba.core.extending import intrinsic, register_jitable
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 
 
 def _fence(builder, value, typ):
@@ -80,3 +88,76 @@ def _fused(typingctx, a, b, c):
 @register_jitable
 def fma(a, b, c):
     return _fused(a, b, c)
+
+
+# Width of one non-temporal store: a 256-bit vector (8 float32, 4 float64).
+STREAM_BYTES = 32
+
+
+@intrinsic
+def _stream_vector(typingctx, dst, k, src, j):
+    ok = (
+        isinstance(dst, types.Array)
+        and isinstance(src, types.Array)
+        and dst.ndim == src.ndim == 1
+        and dst.dtype == src.dtype
+        and isinstance(dst.dtype, types.Float)
+        and isinstance(k, types.Integer)
+        and isinstance(j, types.Integer)
+    )
+    if not ok:
+        return None
+
+    def codegen(context, builder, sig, args):
+        from numba.core import cgutils
+
+        dst_ty, _, src_ty, _ = sig.args
+        item = context.get_data_type(dst_ty.dtype)
+        vector = ir.VectorType(item, STREAM_BYTES // context.get_abi_sizeof(item)).as_pointer()
+
+        def address(ty, value, index):
+            array = context.make_array(ty)(context, builder, value=value)
+            ptr = cgutils.get_item_pointer(context, builder, ty, array, [index], wraparound=False)
+            return builder.bitcast(ptr, vector)
+
+        value = builder.load(address(src_ty, args[2], args[3]), align=context.get_abi_sizeof(item))
+        store = builder.store(value, address(dst_ty, args[0], args[1]), align=STREAM_BYTES)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(dst, k, src, j), codegen
+
+
+@register_jitable
+def stream_vector(dst, k, src, j):
+    """``dst[k:k+w] = src[j:j+w]`` (w elements in 32 bytes) with one non-temporal store.
+
+    The store bypasses the caches: the line is not read from memory before
+    it is written (no read-for-ownership), so a large output costs the bytes
+    it writes and no more. ``dst[k]`` must be 32-byte aligned; ``src`` may
+    be unaligned. Only whole 64-byte lines should be written this way, and
+    ``store_fence()`` must follow before another thread reads ``dst``.
+    """
+    _stream_vector(dst, k, src, j)
+
+
+@intrinsic
+def _fence_stores(typingctx):
+    def codegen(context, builder, sig, args):
+        if _X86:
+            # sfence: the fence that x86 defines for weakly ordered stores.
+            fn = builder.module.declare_intrinsic(
+                "llvm.x86.sse.sfence", fnty=ir.FunctionType(ir.VoidType(), [])
+            )
+            builder.call(fn, [])
+        else:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@register_jitable
+def store_fence():
+    """Orders the non-temporal stores before the stores after it (``sfence`` on x86)."""
+    _fence_stores()

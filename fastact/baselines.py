@@ -212,7 +212,16 @@ def torch_out_mode(name: str, mode: str):
 TRAFFIC = {"forward": (1, 1), "derivative": (1, 1), "fused": (1, 2), "backward": (2, 1)}
 MODES = tuple(TRAFFIC)
 NAMES = tuple(_NUMPY_FORMULAS)
-PROVIDERS = ("fastact", "fastact-1thread", "numpy", "torch", "torch-out", "jax", "roofline")
+PROVIDERS = (
+    "fastact",
+    "fastact-1thread",
+    "numpy",
+    "torch",
+    "torch-out",
+    "jax",
+    "roofline",
+    "roofline-stream",
+)
 
 
 def bytes_moved(mode: str, size: int, itemsize: int) -> int:
@@ -276,6 +285,54 @@ def roofline(x, y, d=None, *, g=None, mode="fused"):
     with _runtime.parallel_launch():
         kernel(*flat)
     return (y, d) if d is not None else y
+
+
+_STREAMING_ROOFLINE = {}
+
+
+def _streaming_roofline_kernel(mode, dtype):
+    key = (mode, dtype)
+    kernel = _STREAMING_ROOFLINE.get(key)
+    if kernel is not None:
+        return kernel
+    from numba import prange
+
+    from fastact import _cpu
+    from fastact._math import mathlib
+
+    one = dtype.type(1)
+
+    @_cpu.inline_jit
+    def trivial(v):
+        return -v, v + one
+
+    n_out = 2 if mode == "fused" else 1
+    loop = _cpu._streaming_loop(
+        trivial, _cpu._store(mode), "elementwise", mathlib(dtype), prange, 0, n_out, dtype.itemsize
+    )
+    kernel = _STREAMING_ROOFLINE[key] = _cpu._jit(loop, parallel=True)
+    return kernel
+
+
+def roofline_stream(x, y, d=None, *, g=None, mode="fused"):
+    """The roofline of fastact's streaming kernels: their write path, trivial arithmetic.
+
+    fastact writes outputs larger than the last-level cache with
+    non-temporal stores (no read-for-ownership), through a small per-thread
+    block buffer. This kernel does the same with y = -x and f' = x + 1
+    (``forward``: y = -x; ``derivative``: x + 1; ``fused``: both;
+    ``backward``: g * (x + 1)), at every size, so the time fastact takes
+    beyond it is its arithmetic.
+    """
+    from fastact import _cpu, _runtime
+
+    kernel = _streaming_roofline_kernel(mode, x.dtype)
+    _runtime.configure()
+    ins = (g.reshape(-1), x.reshape(-1)) if mode == "backward" else (x.reshape(-1),)
+    outs = (y.reshape(-1), d.reshape(-1)) if mode == "fused" else (y.reshape(-1),)
+    with _runtime.parallel_launch():
+        kernel(ins, outs, (), _cpu.stream_chunks(True))
+    return (y, d) if mode == "fused" else y
 
 
 def _fastact(name, mode, x, g, y, d):
@@ -355,6 +412,8 @@ def prepare(provider: str, name: str, mode: str, x, g=None):
         if mode == "fused":
             return lambda: roofline(x, y, d)
         return lambda: roofline(x, y, g=g, mode=mode)
+    if provider == "roofline-stream":
+        return lambda: roofline_stream(x, y, d, g=g, mode=mode)
     if provider == "numpy":
         fn = numpy_mode(name, mode)
         return (lambda: fn(g, x)) if mode == "backward" else (lambda: fn(x))
@@ -383,12 +442,14 @@ def check(provider: str, name: str, mode: str, result, x, g=None):
     references in the test suite) to 3e-6 relative in float32 and 1e-12 in
     float64, plus a few epsilons absolute: that covers the derivatives NumPy
     and PyTorch form by cancellation (and round to 0 in saturation). The
-    roofline is checked against its formulas.
+    rooflines are checked against their formulas.
     """
     if g is None:
         g = np.ones_like(x)
     if provider == "roofline":
         want = {"fused": (-x, x + 1), "backward": g - x}.get(mode, -x)
+    elif provider == "roofline-stream":
+        want = {"forward": -x, "derivative": x + 1, "fused": (-x, x + 1), "backward": g * (x + 1)}[mode]
     else:
         want = _fastact(name, mode, x, g, np.empty_like(x), np.empty_like(x))()
     got = result if isinstance(result, tuple) else (result,)

@@ -66,7 +66,7 @@ def _template(call, store, loop: str, m):
             stride = np.int64(cuda.gridDim.x) * cuda.blockDim.x
             while i < n:
                 y, d = call(x[i], p)
-                store(ins, outs, i, y, d)
+                store(ins, i, outs, i, y, d)
                 i += stride
 
     elif loop == "random":
@@ -80,7 +80,7 @@ def _template(call, store, loop: str, m):
             stride = np.int64(cuda.gridDim.x) * cuda.blockDim.x
             while i < n:
                 y, d = call(x[i], (lower + width * uniform(i, k0, k1),))
-                store(ins, outs, i, y, d)
+                store(ins, i, outs, i, y, d)
                 i += stride
 
     else:
@@ -252,7 +252,7 @@ def _channel_template(f, store):
         step_c = step_rows % channels
         while i < n:
             y, d = f(x[i], w[c])
-            store(ins, outs, i, y, d)
+            store(ins, i, outs, i, y, d)
             i += stride
             k += step_k
             c += step_c

@@ -22,6 +22,8 @@ LABEL = re.compile(r"^(\.LBB\w+):", re.M)
 # A constant-pool address built inside a loop (Numba's JIT uses the large code
 # model): the constant is re-loaded on every iteration instead of staying in
 # a register (see fastact._intrinsics).
+# Packed non-temporal stores of a whole vector register.
+NONTEMPORAL = re.compile(r"^\s*vmovntp[sd]\s+%[yz]mm", re.M)
 POOL_LOAD = re.compile(r"^\s*movabsq\s+\$\.LCPI", re.M)
 
 
@@ -37,14 +39,22 @@ def functions(asm):
 
 
 def vector_loops(body):
-    """Blocks of a function that jump back to themselves and hold packed ymm/zmm code."""
+    """Blocks of a function that jump back to themselves and hold packed ymm/zmm code.
+
+    Each is cut at its last jump back to itself: the instructions after that
+    jump (the loop's exit) run once.
+    """
     starts = [(m.start(), m.group(1)) for m in LABEL.finditer(body)]
     blocks = []
     for k, (start, label) in enumerate(starts):
         end = starts[k + 1][0] if k + 1 < len(starts) else len(body)
         block = body[start:end]
-        if re.search(rf"^\s*j\w+\s+{re.escape(label)}\s*$", block, re.M) and PACKED.search(block):
-            blocks.append(block)
+        back = list(re.finditer(rf"^\s*j\w+\s+{re.escape(label)}\s*$", block, re.M))
+        if back:
+            # The loop ends at its last jump back; what follows is its exit.
+            block = block[: back[-1].end()]
+            if PACKED.search(block):
+                blocks.append(block)
     return blocks
 
 
@@ -86,7 +96,16 @@ def main():
     _cpu.CACHE = False
     exercise(1 << 16)  # parallel kernels
     exercise(64)  # single-threaded kernels
-    for (name, _dtype, mode, loop, parallel), kernel in _cpu._kernels.items():
+    # Streaming kernels (non-temporal stores), forced on: fused for the
+    # four elementwise activations, every mode of tanh.
+    _cpu.STREAMING, _cpu.STREAM_MIN_BYTES = True, 0
+    x = np.linspace(-5, 5, 1 << 16).astype(np.float32)
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
+        fa.ACTIVATIONS[name].fused(x)
+    fa.tanh(x)
+    fa.tanh.derivative(x)
+    fa.tanh.backward(x, x)
+    for (name, _dtype, mode, loop, parallel, stream), kernel in _cpu._kernels.items():
         for asm in kernel.inspect_asm().values():
             bodies = functions(asm)
             # A parallel kernel's loop is outlined into a "parfor gufunc"
@@ -99,10 +118,12 @@ def main():
             print(
                 json.dumps(
                     {
-                        "kernel": f"{name}/{mode}/{loop}/{'parallel' if parallel else 'serial'}",
+                        "kernel": f"{name}/{mode}/{loop}/{'parallel' if parallel else 'serial'}"
+                        + ("/stream" if stream else ""),
                         "loop_functions": len(loops),
                         "packed": sum(len(PACKED.findall(b)) for b in loops),
                         "conversions": sum(len(CONVERT.findall(b)) for b in own),
+                        "nontemporal": sum(len(NONTEMPORAL.findall(b)) for b in loops),
                         "pool_loads_in_loop": sum(
                             len(POOL_LOAD.findall(block)) for b in loops for block in vector_loops(b)
                         ),

@@ -35,7 +35,7 @@ def test_report_files_and_summary(report):
     names = {r["activation"] for r in meta["results"]}
     assert names == {"relu", "sigmoid"}  # relu always joins: it is the unit
     providers = {r["provider"] for r in meta["results"]}
-    assert {"fastact", "fastact-1thread", "numpy", "roofline"} <= providers
+    assert {"fastact", "fastact-1thread", "numpy", "roofline", "roofline-stream"} <= providers
     assert all(r["seconds"] > 0 and r["GB/s"] > 0 for r in meta["results"])
     relu = [r for r in meta["summary"] if r["activation"] == "relu" and r["provider"] == "fastact"][0]
     assert relu["compute_vs_relu"] == 1.0 and relu["memory_vs_relu"] == 1.0

@@ -32,9 +32,14 @@ CONCURRENT = """
     from fastact import _runtime
     if {force_workqueue}:
         _runtime._find_libtbb = lambda: None   # as on an install without the tbb package
+    from fastact import _cpu
     rng = np.random.default_rng(0)
-    xs = [rng.standard_normal(1 << 18).astype(np.float32) for _ in range(8)]
+    # Half the arrays are above the streaming threshold set below, so that
+    # plain and streaming kernels run at once.
+    xs = [rng.standard_normal((1 << 18) + (k % 2) * (1 << 19)).astype(np.float32) for k in range(8)]
+    _cpu.STREAMING = False
     serial = [fa.tanh.fused(x) for x in xs] + [fa.sigmoid.backward(x, x) for x in xs]
+    _cpu.STREAMING, _cpu.STREAM_MIN_BYTES = True, 6 << 20
     results = [None] * 8
     def work(k):
         out = []
@@ -105,7 +110,7 @@ def test_first_call_compiles_and_the_disk_cache_serves_the_next_process(tmp_path
         import numpy as np, fastact as fa
         from fastact import _cpu
         fa.sigmoid.fused(np.linspace(-3, 3, 100, dtype=np.float32))
-        k = _cpu._kernels[("sigmoid", np.dtype("float32"), "fused", "elementwise", False)]
+        k = _cpu._kernels[("sigmoid", np.dtype("float32"), "fused", "elementwise", False, False)]
         print(sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))
     """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))

@@ -30,8 +30,8 @@ def report():
 def test_every_kernel_was_inspected(report):
     kernels = {r["kernel"] for r in report}
     # 4 elementwise activations x 4 modes, prelu (3 loops x 3 modes + 3 backward),
-    # rrelu (2 loops x 4 modes), each parallel and serial.
-    assert len(kernels) == 2 * (16 + 12 + 8), sorted(kernels)
+    # rrelu (2 loops x 4 modes), each parallel and serial; 7 streaming kernels.
+    assert len(kernels) == 2 * (16 + 12 + 8) + 7, sorted(kernels)
     assert all(r["loop_functions"] >= 1 for r in report), [r for r in report if not r["loop_functions"]]
 
 
@@ -45,11 +45,21 @@ def test_float32_kernels_do_not_convert_to_float64(report):
     assert not converting, f"float32 <-> float64 conversions in: {converting}"
 
 
+def test_streaming_kernels_store_whole_vectors_non_temporally(report):
+    streaming = [r for r in report if r["kernel"].endswith("/stream")]
+    assert len(streaming) == 7
+    plain = [r["kernel"] for r in streaming if not r["nontemporal"]]
+    assert not plain, f"no packed non-temporal store in: {plain}"
+    # Only they stream: the other kernels keep ordinary stores.
+    others = [r["kernel"] for r in report if r["nontemporal"] and r not in streaming]
+    assert not others, others
+
+
 def test_smooth_kernels_keep_their_constants_out_of_the_loop(report):
     # Their float constants are pinned (fastact._intrinsics), so no loop re-loads one
     # from the constant pool. (RReLU's training kernel does: its counter-based
     # generator's integer constants, which the float fence cannot pin.)
     smooth = [r for r in report if r["kernel"].split("/")[0] in ("sigmoid", "tanh")]
-    assert len(smooth) == 16
+    assert len(smooth) == 16 + 5
     reloading = [r["kernel"] for r in smooth if r["pool_loads_in_loop"]]
     assert not reloading, f"constant-pool loads inside the vector loop of: {reloading}"

@@ -1,0 +1,125 @@
+"""The streaming kernels (non-temporal stores, for outputs larger than the caches).
+
+They must give the plain loops' bits for every length and alignment (block
+boundaries, partial cache lines, outputs not aligned to their item size),
+in place too, and stay within the numerics contract against the references.
+Streaming is forced on small arrays here by lowering the threshold.
+"""
+
+import numpy as np
+import pytest
+from reference import reference, ulp_error
+from tolerances import ULP_TOLERANCE
+
+import fastact as fa
+from fastact import _cpu
+from fastact._config import PARALLEL_MIN_SIZE, STREAM_BLOCK_BYTES
+
+# (activation, mode, dtype, length): serial and parallel builds, float32 and
+# float64, lengths off every block and line boundary.
+CASES = [
+    ("tanh", "fused", np.float32, PARALLEL_MIN_SIZE + 7219),
+    ("sigmoid", "backward", np.float64, PARALLEL_MIN_SIZE + 5003),
+    ("relu", "forward", np.float32, 2 * (STREAM_BLOCK_BYTES // 4) + 5),
+    ("leaky_relu", "derivative", np.float64, 3 * (STREAM_BLOCK_BYTES // 8) - 3),
+    ("rrelu", "fused", np.float32, PARALLEL_MIN_SIZE + 77),
+]
+
+
+def call(name, mode, x, g, out):
+    act = fa.ACTIVATIONS[name]
+    kw = dict(training=True, seed=11) if name == "rrelu" else {}
+    if mode == "backward":
+        return act.backward(g, x, out=out, **kw)
+    if mode == "fused":
+        return act.fused(x, out=out, **kw)
+    return (act if mode == "forward" else act.derivative)(x, out=out, **kw)
+
+
+def buffers(mode, n, dtype, shift):
+    """Output buffers starting ``shift`` elements past an allocation's start."""
+    count = 2 if mode == "fused" else 1
+    outs = [np.full(n + 8, np.nan, dtype)[shift : shift + n] for _ in range(count)]
+    return tuple(outs) if count == 2 else outs[0]
+
+
+def as_tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+@pytest.fixture
+def streaming(monkeypatch):
+    monkeypatch.setattr(_cpu, "STREAMING", True)
+    monkeypatch.setattr(_cpu, "STREAM_MIN_BYTES", 0)
+
+
+@pytest.mark.parametrize(("name", "mode", "dtype", "n"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_streaming_gives_the_plain_loops_bits(name, mode, dtype, n, monkeypatch):
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-12, 12, n).astype(dtype)
+    x[::97] = 0
+    x[1::89] = np.nan
+    g = rng.uniform(-2, 2, n).astype(dtype)
+    monkeypatch.setattr(_cpu, "STREAMING", False)
+    plain = as_tuple(call(name, mode, x, g, None))
+    monkeypatch.setattr(_cpu, "STREAMING", True)
+    monkeypatch.setattr(_cpu, "STREAM_MIN_BYTES", 0)
+    for shift in (0, 1, 3, 5):
+        got = as_tuple(call(name, mode, x, g, buffers(mode, n, dtype, shift)))
+        for a, b in zip(got, plain, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"shift {shift}")
+    # And against the references, independently of the plain loops.
+    if name == "rrelu":
+        y, slope = got
+        negative = x <= 0
+        assert np.all((slope[negative] >= 1 / 8) & (slope[negative] <= 1 / 3))
+        np.testing.assert_array_equal(y[~negative], x[~negative])
+        np.testing.assert_array_equal(y[negative], (slope * x)[negative])
+    elif mode != "backward":
+        y, d = reference(name, x, dtype, **fa.ACTIVATIONS[name].params)
+        want = {"forward": (y,), "derivative": (d,), "fused": (y, d)}[mode]
+        for a, exact in zip(got, want, strict=True):
+            err, _ = ulp_error(a, exact, dtype)
+            assert err.max() <= ULP_TOLERANCE[np.dtype(dtype)], (name, mode, err.max())
+
+
+def test_outputs_not_aligned_to_their_item_size(streaming):
+    # No alignment of such an output makes whole vector stores possible: the
+    # copy-out falls back to ordinary stores.
+    n = 3000
+    x = np.linspace(-4, 4, n, dtype=np.float32)
+    raw = np.zeros(4 * n + 8, np.uint8)
+    y = raw[1 : 1 + 4 * n].view(np.float32)
+    assert y.ctypes.data % 4 == 1
+    fa.relu(x, out=y)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+
+
+def test_in_place(streaming):
+    n = PARALLEL_MIN_SIZE + 999
+    x = np.linspace(-3, 3, n)
+    want = np.maximum(x, 0)
+    assert fa.relu(x, out=x) is x
+    np.testing.assert_array_equal(x, want)
+
+
+def test_threshold_follows_the_cache_size(monkeypatch):
+    monkeypatch.setattr(_cpu, "STREAMING", True)
+    monkeypatch.setattr(_cpu, "STREAM_MIN_BYTES", 48 << 20)
+    # fused float32 touches 12 bytes per element, forward 8.
+    assert _cpu.use_streaming("fused", "elementwise", 4 << 20, 4)
+    assert not _cpu.use_streaming("forward", "elementwise", 4 << 20, 4)
+    assert _cpu.use_streaming("backward", "random", 4 << 20, 4)
+    # PReLU's channel loops and its reduction never stream.
+    assert not _cpu.use_streaming("fused", "rows", 1 << 30, 4)
+    assert not _cpu.use_streaming("prelu_backward", "elementwise", 1 << 30, 4)
+    monkeypatch.setattr(_cpu, "STREAMING", False)
+    assert not _cpu.use_streaming("fused", "elementwise", 1 << 30, 4)
+
+
+def test_last_level_cache_size_is_read_from_sysfs(tmp_path):
+    for index, size in enumerate(("32K", "512K", "32768K", "bogus")):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+    assert _cpu.last_level_cache_bytes(str(tmp_path)) == 32 << 20
+    assert _cpu.last_level_cache_bytes(str(tmp_path / "missing")) is None
