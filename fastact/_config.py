@@ -30,7 +30,7 @@ REDUCTION_LANES = 16
 # last-level cache's size cannot be read, the block written per output, and
 # the chunks of blocks per thread (for balance between threads).
 STREAM_MIN_BYTES_DEFAULT = 32 << 20
-STREAM_BLOCK_BYTES = 8 << 10
+STREAM_BLOCK_BYTES = 1 << 10
 STREAM_CHUNKS_PER_THREAD = 8
 
 # CUDA kernels: no fast-math at all. libdevice's accurate functions keep the

@@ -37,9 +37,14 @@ def call(name, mode, x, g, out):
 
 
 def buffers(mode, n, dtype, shift):
-    """Output buffers starting ``shift`` elements past an allocation's start."""
+    """Output buffers starting ``shift`` elements past an allocation's start.
+
+    For an odd ``shift`` a second output starts 3 elements further, at
+    another offset in its cache lines than the first.
+    """
     count = 2 if mode == "fused" else 1
-    outs = [np.full(n + 8, np.nan, dtype)[shift : shift + n] for _ in range(count)]
+    starts = [shift + 3 * k * (shift % 2) for k in range(count)]
+    outs = [np.full(n + 16, np.nan, dtype)[s : s + n] for s in starts]
     return tuple(outs) if count == 2 else outs[0]
 
 
@@ -123,3 +128,16 @@ def test_last_level_cache_size_is_read_from_sysfs(tmp_path):
         (tmp_path / f"index{index}" / "size").write_text(size + "\n")
     assert _cpu.last_level_cache_bytes(str(tmp_path)) == 32 << 20
     assert _cpu.last_level_cache_bytes(str(tmp_path / "missing")) is None
+
+
+def test_arrays_shorter_than_a_line(monkeypatch):
+    x = np.linspace(-20, 20, 40, dtype=np.float32)
+    for n in (1, 5, 15, 16, 17, 33):
+        for shift in (0, 3):
+            monkeypatch.setattr(_cpu, "STREAMING", False)
+            want = fa.sigmoid.fused(x[:n])
+            monkeypatch.setattr(_cpu, "STREAMING", True)
+            monkeypatch.setattr(_cpu, "STREAM_MIN_BYTES", 0)
+            got = fa.sigmoid.fused(x[:n], out=buffers("fused", n, np.float32, shift))
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"n {n} shift {shift}")
