@@ -40,7 +40,9 @@ from fastact._config import (
 )
 from fastact._math import mathlib
 
-MODES = ("forward", "derivative", "fused", "backward")
+# Arrays each mode reads and writes: (inputs, outputs).
+TRAFFIC = {"forward": (1, 1), "derivative": (1, 1), "fused": (1, 2), "backward": (2, 1)}
+MODES = tuple(TRAFFIC)
 
 # Loops over the elements alone (no channel index), which have a streaming
 # variant.
@@ -221,6 +223,22 @@ def _loop(f, store, loop: str, m, prange, arity):
     return kernel
 
 
+def _line_gap(itemsize: int):
+    """``line_gap(address)``: elements from ``address`` to the next 64-byte line.
+
+    Callers first check ``address % itemsize == 0``: an address off its item
+    size never reaches a line boundary.
+    """
+    u64 = np.uint64
+    size = u64(itemsize)
+    line = u64(64)
+
+    def line_gap(address):
+        return ((line - address % line) % line) // size
+
+    return inline_jit(line_gap)
+
+
 def _stream_out(itemsize: int):
     """``stream_out(dst, s, m, src)``: ``dst[s:s+m] = src[:m]``, whole lines streamed.
 
@@ -234,16 +252,16 @@ def _stream_out(itemsize: int):
 
     u64 = np.uint64
     size = u64(itemsize)
-    line = u64(64)
     per_line = u64(64 // itemsize)
     step = STREAM_BYTES // itemsize
+    line_gap = _line_gap(itemsize)
 
     def stream_out(dst, s, m, src):
         address = u64(dst.ctypes.data) + s * size
         head = m
         body = m
         if address % size == u64(0):
-            head = min(m, ((line - address % line) % line) // size)
+            head = min(m, line_gap(address))
             body = head + (m - head) // per_line * per_line
         for j in range(head):
             dst[s + u64(j)] = src[j]
@@ -280,7 +298,7 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
     stream_out = _stream_out(itemsize)
     block = STREAM_BLOCK_BYTES // itemsize
     size = u64(itemsize)
-    line = u64(64)
+    line_gap = _line_gap(itemsize)
 
     @inline_jit
     def line_offset(a, n):
@@ -288,7 +306,7 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
         address = u64(a.ctypes.data)
         if address % size != u64(0):
             return 0
-        return min(n, np.int64(((line - address % line) % line) // size))
+        return min(n, np.int64(line_gap(address)))
 
     def kernel(ins, outs, p, chunks):
         x = ins[-1]
@@ -436,7 +454,7 @@ def get_kernel(
                 py = _prelu_backward_loop(f, loop, m, loop_range)
                 kernel = _jit(py, parallel, FASTMATH_REDUCTION)
             elif stream:
-                n_out = 2 if mode == "fused" else 1
+                n_out = TRAFFIC[mode][1]
                 itemsize = np.dtype(dtype).itemsize
                 py = _streaming_loop(f, _store(mode), loop, m, loop_range, arity, n_out, itemsize)
                 kernel = _jit(py, parallel)
@@ -467,7 +485,7 @@ def use_streaming(mode: str, loop: str, size: int, itemsize: int) -> bool:
     """
     if mode == "prelu_backward" or loop not in FLAT_LOOPS or not STREAMING:
         return False
-    return bytes_touched(mode, size, itemsize) >= stream_min_bytes()
+    return bytes_moved(mode, size, itemsize) >= stream_min_bytes()
 
 
 def stream_min_bytes() -> int:
@@ -508,10 +526,10 @@ def stream_chunks(parallel: bool) -> int:
     return STREAM_CHUNKS_PER_THREAD * numba.get_num_threads()
 
 
-def bytes_touched(mode: str, size: int, itemsize: int) -> int:
+def bytes_moved(mode: str, size: int, itemsize: int) -> int:
     """Bytes that one call of ``mode`` reads and writes (inputs and outputs)."""
-    arrays = 3 if mode in ("fused", "backward") else 2
-    return arrays * size * itemsize
+    reads, writes = TRAFFIC[mode]
+    return (reads + writes) * size * itemsize
 
 
 def launch(activation, dtype, mode, loop, size, *args):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastact._cpu import TRAFFIC, bytes_moved  # noqa: F401 - bytes_moved is used as baselines.bytes_moved
+
 LEAKY_SLOPE = 0.01
 # The leaky family in the benchmarks: leaky_relu's default slope, one shared
 # PReLU weight, and RReLU in evaluation (slope (lower + upper) / 2).
@@ -207,9 +209,8 @@ def torch_out_mode(name: str, mode: str):
     raise ValueError(f"unknown mode {mode!r}")
 
 
-# Arrays read and written by each mode; the roofline kernel of a mode moves
-# the same.
-TRAFFIC = {"forward": (1, 1), "derivative": (1, 1), "fused": (1, 2), "backward": (2, 1)}
+# Arrays read and written by each mode (the kernels' own table); the
+# roofline kernel of a mode moves the same.
 MODES = tuple(TRAFFIC)
 NAMES = tuple(_NUMPY_FORMULAS)
 PROVIDERS = (
@@ -222,11 +223,6 @@ PROVIDERS = (
     "roofline",
     "roofline-stream",
 )
-
-
-def bytes_moved(mode: str, size: int, itemsize: int) -> int:
-    reads, writes = TRAFFIC[mode]
-    return (reads + writes) * size * itemsize
 
 
 _ROOFLINE = {}
@@ -306,7 +302,7 @@ def _streaming_roofline_kernel(mode, dtype):
     def trivial(v):
         return -v, v + one
 
-    n_out = 2 if mode == "fused" else 1
+    n_out = TRAFFIC[mode][1]
     loop = _cpu._streaming_loop(
         trivial, _cpu._store(mode), "elementwise", mathlib(dtype), prange, 0, n_out, dtype.itemsize
     )
