@@ -455,7 +455,7 @@ def cuda_status() -> str | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="fastact-report", help="report folder (default fastact-report/)")
-    parser.add_argument("--quick", action="store_true", help="a short sweep (under 2 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="a short sweep (about 3.5 minutes on 2 cores)")
     parser.add_argument(
         "--compare", metavar="OLD.json", help="print new/old time ratios against an earlier run"
     )
