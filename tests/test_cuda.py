@@ -1,16 +1,16 @@
 """CUDA kernels without a GPU: numba's simulator and PTX compilation, in separate processes."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import background
 import pytest
 
-HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
-needs_cuda = pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="the cuda extra (numba-cuda) is not installed")
-PROBE = Path(__file__).with_name("cuda_probe.py")
+needs_cuda = pytest.mark.skipif(
+    not background.PROBES["cuda-ptx"].available(), reason="the cuda extra (numba-cuda) is not installed"
+)
 
 
 def run_python(*args, **env):
@@ -21,24 +21,22 @@ def run_python(*args, **env):
         capture_output=True,
         text=True,
         timeout=900,
-        cwd=PROBE.parent,
+        cwd=Path(__file__).parent,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out.stdout
 
 
-def probe(command, **env):
-    return run_python(PROBE, command, **env)
-
-
 @needs_cuda
+@pytest.mark.probe("cuda-simulate")
 def test_every_kernel_in_the_simulator():
-    assert "simulated" in probe("simulate", NUMBA_ENABLE_CUDASIM="1")
+    assert "simulated" in background.output("cuda-simulate")
 
 
 @needs_cuda
+@pytest.mark.probe("cuda-ptx")
 def test_every_kernel_compiles_to_ptx_without_float64_in_float32():
-    assert "compiled" in probe("ptx")
+    assert "compiled" in background.output("cuda-ptx")
 
 
 def test_cpu_path_does_not_import_cuda():
@@ -48,11 +46,10 @@ def test_cpu_path_does_not_import_cuda():
 
 
 @needs_cuda
+@pytest.mark.probe("gpu-check")
 def test_gpu_check_script_runs_in_the_simulator():
     """The GPU script's validation and timing code, at toy sizes (simulated timings mean nothing)."""
-    script = PROBE.parents[1] / "benchmarks" / "gpu_check.py"
-    toy = ("--size", "2048", "--rounds", "2", "--validate-size", "64", "--threads-per-block", "8")
-    out = run_python(script, *toy, NUMBA_ENABLE_CUDASIM="1")
+    out = background.output("gpu-check")
     assert "validated every kernel against the CPU" in out
     assert "| sigmoid |" in out and "| prelu |" in out
 

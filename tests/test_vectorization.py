@@ -2,29 +2,21 @@
 sigmoid's and tanh's keep their constants in registers."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
+import background
 import pytest
 
-
-def cpu_has_avx2():
-    try:
-        return "avx2" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not cpu_has_avx2(), reason="the check reads AVX2/AVX-512 assembly")
+pytestmark = [
+    pytest.mark.skipif(
+        not background.PROBES["asm"].available(), reason="the check reads AVX2/AVX-512 assembly"
+    ),
+    pytest.mark.probe("asm"),
+]
 
 
 @pytest.fixture(scope="module")
 def report():
-    probe = Path(__file__).with_name("asm_probe.py")
-    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in background.output("asm").splitlines() if line.startswith("{")]
 
 
 def test_every_kernel_was_inspected(report):
