@@ -118,7 +118,6 @@ class MathLib:
         self.itype = _BITS_TYPES[dtype]
         self.zero = self.c(0.0)
         self.one = self.c(1.0)
-        self.nan = self.c(math.nan)
         if target == "cuda":
             # libdevice's exp and expm1 are already fast and accurate on GPUs.
             self.expneg = self._make_libdevice_exp()
