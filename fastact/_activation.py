@@ -202,8 +202,13 @@ class Activation:
 
 def _on_device(arrays, out) -> bool:
     """True when any operand is a CUDA device array (never imports CUDA itself)."""
-    operands = [*arrays, *(out if isinstance(out, (tuple, list)) else (out,))]
-    return any(is_device_array(a) for a in operands)
+    # Runs on every call: NumPy operands are settled by their type alone.
+    for a in arrays:
+        if type(a) is not np.ndarray and is_device_array(a):
+            return True
+    if out is None or type(out) is np.ndarray:
+        return False
+    return any(is_device_array(o) for o in (out if isinstance(out, (tuple, list)) else (out,)))
 
 
 def is_device_array(a) -> bool:

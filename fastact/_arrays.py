@@ -71,12 +71,17 @@ class Layout:
     __slots__ = ("flat_inputs", "flat_buffers", "results", "_copy_back")
 
     def __init__(self, inputs, outs, shape, dtype):
-        # Written for a low per-call overhead: this runs on every call.
+        # Written for a low per-call overhead (this runs on every call): plain
+        # loops, each flags object read once, 1-D arrays used as they are.
         given = [o for o in outs if o is not None]
         if given:
             inputs = self._check_overlaps(inputs, given)
         c_order = f_order = True
-        for a in (*inputs, *given):
+        for a in inputs:
+            flags = a.flags
+            c_order = c_order and flags.c_contiguous
+            f_order = f_order and flags.f_contiguous
+        for a in given:
             flags = a.flags
             c_order = c_order and flags.c_contiguous
             f_order = f_order and flags.f_contiguous
@@ -86,7 +91,8 @@ class Layout:
                 inputs = [np.ascontiguousarray(a) for a in inputs]
         else:
             order = "F"
-        self.flat_inputs = tuple([a.ravel(order) for a in inputs])
+        flat = len(shape) == 1
+        self.flat_inputs = tuple(inputs) if flat else tuple([a.ravel(order) for a in inputs])
         self.results = []
         self._copy_back = []
         buffers = []
@@ -99,21 +105,24 @@ class Layout:
                 buf = np.empty(shape, dtype, order=order)
                 self._copy_back.append((o, buf))
             self.results.append(o)
-            buffers.append(buf.ravel(order))
+            buffers.append(buf if flat else buf.ravel(order))
         self.flat_buffers = tuple(buffers)
 
     @staticmethod
     def _check_overlaps(inputs, given):
-        for i, a in enumerate(given):
+        for i in range(len(given) - 1):
             for b in given[i + 1 :]:
-                if np.may_share_memory(a, b) and np.shares_memory(a, b):
+                if np.may_share_memory(given[i], b) and np.shares_memory(given[i], b):
                     raise ValueError("the output buffers overlap each other")
-        return [
-            np.array(a, copy=True)
-            if any(np.may_share_memory(a, o) and not _same_view(a, o) for o in given)
-            else a
-            for a in inputs
-        ]
+        checked = inputs
+        for k, a in enumerate(inputs):
+            for o in given:
+                if np.may_share_memory(a, o) and not _same_view(a, o):
+                    if checked is inputs:
+                        checked = list(inputs)
+                    checked[k] = np.array(a, copy=True)
+                    break
+        return checked
 
     def finish(self):
         for out, buf in self._copy_back:
