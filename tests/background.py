@@ -4,8 +4,9 @@ The assembly probe and the CUDA simulator runs are mostly compile time on
 one core. When tests that read them are selected, ``conftest.py`` starts
 them at the end of collection, one after another in a background thread,
 so that they run beside the rest of the suite (on CI's two cores the suite
-took 13 minutes with them in line). A test then waits for its probe's
-output with :func:`output`; a probe that was not started runs there and then.
+took 12-13 minutes with them in line, under 10 beside it). A test then
+waits for its probe's output with :func:`output`; a probe that was not
+started runs there and then.
 
 The probes use a Numba cache directory of their own: two processes that
 compile kernels into one cache at the same time can overwrite each other's
