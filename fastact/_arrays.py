@@ -71,17 +71,13 @@ class Layout:
     __slots__ = ("flat_inputs", "flat_buffers", "results", "_copy_back")
 
     def __init__(self, inputs, outs, shape, dtype):
-        # Written for a low per-call overhead (this runs on every call): plain
-        # loops, each flags object read once, 1-D arrays used as they are.
+        # Written for a low per-call overhead (this runs on every call): each
+        # flags object read once, 1-D arrays used as they are.
         given = [o for o in outs if o is not None]
         if given:
             inputs = self._check_overlaps(inputs, given)
         c_order = f_order = True
-        for a in inputs:
-            flags = a.flags
-            c_order = c_order and flags.c_contiguous
-            f_order = f_order and flags.f_contiguous
-        for a in given:
+        for a in (*inputs, *given):
             flags = a.flags
             c_order = c_order and flags.c_contiguous
             f_order = f_order and flags.f_contiguous
@@ -110,9 +106,9 @@ class Layout:
 
     @staticmethod
     def _check_overlaps(inputs, given):
-        for i in range(len(given) - 1):
+        for i, a in enumerate(given):
             for b in given[i + 1 :]:
-                if np.may_share_memory(given[i], b) and np.shares_memory(given[i], b):
+                if np.may_share_memory(a, b) and np.shares_memory(a, b):
                     raise ValueError("the output buffers overlap each other")
         checked = inputs
         for k, a in enumerate(inputs):

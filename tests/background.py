@@ -29,36 +29,34 @@ HERE = Path(__file__).parent
 TIMEOUT_S = 900
 
 
-def _avx2() -> bool:
+def has_avx2() -> bool:
     try:
         return "avx2" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
 
 
-def _numba_cuda() -> bool:
+def has_numba_cuda() -> bool:
     return importlib.util.find_spec("numba_cuda") is not None
-
-
-def _always() -> bool:
-    return True
 
 
 @dataclass
 class Probe:
     argv: tuple
+    available: Callable[[], bool]
     env: dict = field(default_factory=dict)
-    available: Callable[[], bool] = _always
 
 
 GPU_CHECK_TOY = ("--size", "2048", "--rounds", "2", "--validate-size", "64", "--threads-per-block", "8")
 SIMULATOR = {"NUMBA_ENABLE_CUDASIM": "1"}
 
 PROBES = {
-    "asm": Probe(("asm_probe.py",), available=_avx2),
-    "cuda-simulate": Probe(("cuda_probe.py", "simulate"), SIMULATOR, _numba_cuda),
-    "cuda-ptx": Probe(("cuda_probe.py", "ptx"), available=_numba_cuda),
-    "gpu-check": Probe((HERE.parent / "benchmarks" / "gpu_check.py", *GPU_CHECK_TOY), SIMULATOR, _numba_cuda),
+    "asm": Probe(("asm_probe.py",), has_avx2),
+    "cuda-simulate": Probe(("cuda_probe.py", "simulate"), has_numba_cuda, SIMULATOR),
+    "cuda-ptx": Probe(("cuda_probe.py", "ptx"), has_numba_cuda),
+    "gpu-check": Probe(
+        (HERE.parent / "benchmarks" / "gpu_check.py", *GPU_CHECK_TOY), has_numba_cuda, SIMULATOR
+    ),
 }
 
 

@@ -9,7 +9,7 @@ import background
 import pytest
 
 needs_cuda = pytest.mark.skipif(
-    not background.PROBES["cuda-ptx"].available(), reason="the cuda extra (numba-cuda) is not installed"
+    not background.has_numba_cuda(), reason="the cuda extra (numba-cuda) is not installed"
 )
 
 

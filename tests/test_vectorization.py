@@ -7,9 +7,7 @@ import background
 import pytest
 
 pytestmark = [
-    pytest.mark.skipif(
-        not background.PROBES["asm"].available(), reason="the check reads AVX2/AVX-512 assembly"
-    ),
+    pytest.mark.skipif(not background.has_avx2(), reason="the check reads AVX2/AVX-512 assembly"),
     pytest.mark.probe("asm"),
 ]
 
