@@ -143,7 +143,7 @@ class Activation:
         """
         converted = []
         for a, n in zip(arrays, names, strict=True):
-            if type(a) is not np.ndarray or a.dtype.char not in "fd":
+            if type(a) is not np.ndarray or a.dtype.char not in "fd" or not a.dtype.isnative:
                 a = as_input(a, f"{self.name}.{method}: {n}")
             converted.append(a)
         x = converted[-1]

@@ -10,9 +10,11 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def as_input(x, name: str) -> np.ndarray:
     """``x`` as a float32/float64 ndarray; integers and bools become float64.
 
-    Raises TypeError naming the dtype for anything else (complex, object,
-    strings, float16, ...), so nothing is computed in a precision the caller
-    did not ask for.
+    Subclasses of ndarray (``np.matrix``, ``np.memmap``) are read as plain
+    ndarrays (a view, no copy), and floats in non-native byte order are
+    converted to native order, as NumPy's ufuncs do. Raises TypeError naming
+    the dtype for anything else (complex, object, strings, float16, ...), so
+    nothing is computed in a precision the caller did not ask for.
     """
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(f"{name} is a masked array; fill or compress it first (fastact ignores no mask)")
@@ -21,7 +23,7 @@ def as_input(x, name: str) -> np.ndarray:
             f"{name} is a CUDA device array ({type(x).__name__}); the CPU backend does not "
             "copy device data to the host: copy it explicitly"
         )
-    if not isinstance(x, np.ndarray):
+    if type(x) is not np.ndarray:
         try:
             x = np.asarray(x)
         except Exception as exc:  # noqa: BLE001 - reported as a TypeError below
@@ -29,6 +31,8 @@ def as_input(x, name: str) -> np.ndarray:
     dtype = x.dtype
     if dtype in FLOAT_DTYPES:
         return x
+    if dtype.kind == "f" and dtype.newbyteorder("=") in FLOAT_DTYPES:
+        return x.astype(dtype.newbyteorder("="))
     if dtype.kind in "biu":
         return x.astype(np.float64)
     raise TypeError(
@@ -38,10 +42,14 @@ def as_input(x, name: str) -> np.ndarray:
 
 
 def check_out(out, shape, dtype, name: str) -> np.ndarray:
-    """Validate a caller's output buffer."""
+    """Validate a caller's output buffer.
+
+    Its dtype must be the result's, in either byte order (a buffer in
+    non-native order is filled through a native temporary, see Layout).
+    """
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != dtype:
+    if out.dtype != dtype and out.dtype.newbyteorder("=") != dtype:
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
     if out.shape != shape:
         raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
@@ -59,10 +67,12 @@ class Layout:
     """Flat, contiguous views of the operands of one elementwise call.
 
     Contiguous operands (C or Fortran order, all the same) are used in place
-    through 1-D views; strided inputs are copied once; a strided output is
-    computed into a temporary and copied back. An input that partly overlaps
-    an output is copied first, so in-place calls (``out=x``) work and
-    overlapping ones never read already-written values.
+    through 1-D views; strided inputs are copied once; a strided output, or
+    one in non-native byte order, is computed into a temporary and copied
+    back; an output of an ndarray subclass is written through a plain view.
+    An input that partly overlaps an output is copied first, so in-place
+    calls (``out=x``) work and overlapping ones never read already-written
+    values.
 
     ``flat_inputs`` and ``flat_buffers`` are what the kernel reads and writes;
     ``finish()`` returns what the caller gets.
@@ -95,11 +105,12 @@ class Layout:
         for o in outs:
             if o is None:
                 o = buf = np.empty(shape, dtype, order=order)
-            elif o.flags.c_contiguous if order == "C" else o.flags.f_contiguous:
-                buf = o
             else:
-                buf = np.empty(shape, dtype, order=order)
-                self._copy_back.append((o, buf))
+                buf = o if type(o) is np.ndarray else o.view(np.ndarray)
+                flags = buf.flags
+                if not (flags.c_contiguous if order == "C" else flags.f_contiguous) or not buf.dtype.isnative:
+                    buf = np.empty(shape, dtype, order=order)
+                    self._copy_back.append((o, buf))
             self.results.append(o)
             buffers.append(buf if flat else buf.ravel(order))
         self.flat_buffers = tuple(buffers)

@@ -117,6 +117,65 @@ def test_backward_promotes_like_numpy():
     assert fa.tanh.backward(g.astype(np.float32), x).dtype == np.float32
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_non_native_byte_order_in_and_out(name, mode, dtype):
+    # As NumPy's ufuncs: big-endian data (from files, network formats) is
+    # read and written correctly; results come in native order.
+    x = layouts(dtype)["c"]
+    g = np.random.default_rng(4).standard_normal(x.shape).astype(dtype)
+    swapped = dtype.newbyteorder("S")
+    act = fa.ACTIVATIONS[name]
+    want = call(act, mode, x, g)
+    got = call(act, mode, x.astype(swapped), g.astype(swapped))
+    for a, b in zip(got if mode == "fused" else (got,), want if mode == "fused" else (want,), strict=True):
+        assert a.dtype == dtype and a.dtype.isnative
+        np.testing.assert_array_equal(a, b)
+    outs = [np.empty(x.shape, swapped) for _ in range(2 if mode == "fused" else 1)]
+    got = call(act, mode, x, g, out=tuple(outs) if mode == "fused" else outs[0])
+    for o, a, b in zip(
+        outs, got if mode == "fused" else (got,), want if mode == "fused" else (want,), strict=True
+    ):
+        assert a is o and o.dtype == swapped
+        np.testing.assert_array_equal(o, b)
+
+
+def test_non_native_prelu_weight_and_outputs(dtype):
+    x = layouts(dtype)["c"]
+    w = np.linspace(0.1, 0.4, x.shape[1]).astype(dtype)
+    swapped = dtype.newbyteorder("S")
+    gx, gw = fa.prelu.backward(np.ones_like(x), x, w)
+    sgx, sgw = fa.prelu.backward(np.ones(x.shape, swapped), x.astype(swapped), w.astype(swapped))
+    np.testing.assert_array_equal(sgx, gx)
+    np.testing.assert_array_equal(sgw, gw)
+    out = np.empty(x.shape, swapped)
+    assert fa.prelu(x, w.astype(swapped), out=out) is out
+    np.testing.assert_array_equal(out, fa.prelu(x, w))
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_ndarray_subclasses(dtype, tmp_path):
+    x = layouts(dtype)["c"]
+    want_y, want_d = fa.tanh.fused(x)
+    m = np.matrix(x)
+    y, d = fa.tanh.fused(m)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(d, want_d)
+    np.testing.assert_array_equal(fa.sigmoid.backward(m, m), fa.sigmoid.backward(x, x))
+    # A matrix out is filled through a plain view and returned as given.
+    out = np.matrix(np.empty(x.shape, dtype))
+    assert fa.tanh(x, out=out) is out
+    np.testing.assert_array_equal(np.asarray(out), want_y)
+    z = np.matrix(x.copy())
+    assert fa.tanh(z, out=z) is z
+    np.testing.assert_array_equal(np.asarray(z), want_y)
+    mm = np.memmap(tmp_path / "x.bin", dtype, "w+", shape=x.shape)
+    mm[...] = x
+    out = np.memmap(tmp_path / "y.bin", dtype, "w+", shape=x.shape)
+    assert fa.tanh(mm, out=out) is out
+    np.testing.assert_array_equal(out, want_y)
+
+
 @pytest.mark.parametrize(
     "bad, word",
     [
