@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastact import _cpu
-from fastact._arrays import Layout, as_input, check_out
+from fastact._arrays import Layout, as_dtype, as_input, as_scalar, check_out
 
 REGISTRY: dict[str, Activation] = {}
 
@@ -110,7 +110,7 @@ class Activation:
     def _kernel_params(self, values: dict, dtype) -> tuple:
         if not self.params:
             return ()
-        return tuple(dtype.type(values[k]) for k in self.params)
+        return tuple(as_scalar(values[k], dtype, f"{self.name}: {k}") for k in self.params)
 
     # -- entry points --------------------------------------------------------
     def __call__(self, x: ArrayLike, *, out: np.ndarray | None = None, **params) -> np.ndarray:
@@ -249,11 +249,11 @@ class RReLU(Activation):
     def _loop_params(self, values, dtype):
         lower, upper = float(values["lower"]), float(values["upper"])
         if not values["training"]:
-            return "elementwise", (dtype.type((lower + upper) / 2),)
+            return "elementwise", (as_scalar((lower + upper) / 2, dtype, "rrelu: (lower + upper) / 2"),)
         seed = int(values["seed"]) & (2**64 - 1)
         return "random", (
-            dtype.type(lower),
-            dtype.type(upper - lower),
+            as_scalar(lower, dtype, "rrelu: lower"),
+            as_scalar(upper - lower, dtype, "rrelu: upper - lower"),
             np.uint32(seed & 0xFFFFFFFF),
             np.uint32(seed >> 32),
         )
@@ -303,7 +303,7 @@ class PReLU(Activation):
     def _weight(self, method, weight, shape, dtype):
         w = as_input(weight, f"prelu.{method}: weight")
         channels = self._count_channels(method, w.size, w.ndim, shape)
-        return np.ascontiguousarray(w.reshape(-1), dtype=dtype), channels
+        return as_dtype(w, dtype, f"prelu.{method}: weight"), channels
 
     def _channelwise(self, mode, arrays, weight, out, names, n_out):
         if _on_device((*arrays, weight), out):

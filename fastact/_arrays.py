@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# By itemsize: the magnitude from which a number rounds to infinity in that
+# float type (its largest finite value plus half a unit in the last place).
+_OVERFLOW = {4: 2**128 - 2**103, 8: 2**1024 - 2**970}
+
+
+def as_scalar(value, dtype, name: str):
+    """A real number as a ``dtype`` scalar, never silently infinite.
+
+    A finite ``value`` beyond the range of ``dtype`` (a slope of 1e300 for
+    float32 data) raises ValueError instead of becoming inf with a NumPy
+    overflow warning; inf and NaN pass as given.
+    """
+    try:
+        size = abs(float(value))
+    except OverflowError:  # an int beyond every float
+        size = None
+    if size is None or _OVERFLOW[dtype.itemsize] <= size < math.inf:
+        text = repr(value)
+        if len(text) > 24:  # a huge int
+            text = f"{text[:12]}... ({len(text)} digits)"
+        raise ValueError(f"{name} = {text} is beyond the range of {dtype}")
+    return dtype.type(value)
+
+
+def as_dtype(a: np.ndarray, dtype, name: str) -> np.ndarray:
+    """``a`` as a contiguous 1-D array of ``dtype``; ValueError where a finite value would become inf."""
+    if a.dtype == dtype:
+        return np.ascontiguousarray(a.reshape(-1))
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(a.reshape(-1), dtype=dtype)
+    if np.count_nonzero(np.isinf(out)) != np.count_nonzero(np.isinf(a)):
+        raise ValueError(f"{name} has values beyond the range of {dtype}")
+    return out
 
 
 def as_input(x, name: str) -> np.ndarray:

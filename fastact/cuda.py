@@ -26,6 +26,7 @@ import numpy as np
 from numba import cuda
 
 from fastact._activation import is_device_array
+from fastact._arrays import as_scalar
 from fastact._cpu import MODES, _caller, _store
 
 THREADS_PER_BLOCK = 256  # a power of two: PReLU's grad_weight reduces by halving
@@ -376,7 +377,7 @@ def _prelu_kernel(activation, dtype, mode: str):
 
 def _device_weight(where: str, weight, dtype):
     if isinstance(weight, (int, float, np.integer, np.floating)) and not isinstance(weight, (bool, np.bool_)):
-        return cuda.to_device(np.array([weight], dtype))
+        return cuda.to_device(np.array([as_scalar(weight, np.dtype(dtype), f"{where}: weight")], dtype))
     if not is_device_array(weight):
         raise TypeError(
             f"{where}: weight is a host array but x is on the GPU; "

@@ -228,6 +228,32 @@ def test_unknown_and_bad_keywords():
         fa.sigmoid(np.ones(2), np.ones(2))  # out is keyword-only
 
 
+def test_parameters_beyond_the_range_of_the_dtype_raise(recwarn):
+    # Cast to the data's dtype, they would become inf with an overflow warning.
+    x = np.array([-1.0, 2.0], np.float32)
+    with pytest.raises(ValueError, match=r"negative_slope = 1e\+300 is beyond the range of float32"):
+        fa.leaky_relu(x, negative_slope=1e300)
+    with pytest.raises(
+        ValueError, match=r"negative_slope = 115052360631\.\.\. \(311 digits\) is beyond the range of float64"
+    ):
+        fa.leaky_relu(x.astype(np.float64), negative_slope=2**1030)
+    with pytest.raises(ValueError, match="rrelu: upper - lower = 6e"):
+        fa.rrelu.fused(x, lower=-3e38, upper=3e38, training=True, seed=1)
+    with pytest.raises(ValueError, match=r"rrelu: \(lower \+ upper\) / 2"):
+        fa.rrelu(x, lower=1e39, upper=2e39)
+    with pytest.raises(ValueError, match="weight has values beyond the range of float32"):
+        fa.prelu(x, np.array([1e300]))
+    # Within range, at the edge, or infinite on purpose: computed as given.
+    big = np.finfo(np.float32).max
+    np.testing.assert_array_equal(
+        fa.leaky_relu(x, negative_slope=float(big)), np.array([-big, 2], np.float32)
+    )
+    np.testing.assert_array_equal(fa.leaky_relu(x, negative_slope=np.inf), [-np.inf, 2.0])
+    np.testing.assert_array_equal(fa.prelu(x, np.array([np.inf])), [-np.inf, 2.0])
+    np.testing.assert_array_equal(fa.prelu(x, np.array([0.5])), [-0.5, 2.0])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_registry_and_api():
     assert set(fa.ACTIVATIONS) == {"sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu"}
     for name, act in fa.ACTIVATIONS.items():
