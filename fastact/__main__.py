@@ -13,9 +13,15 @@ def demo(argv=None) -> int:
     faster), each activation's providers and the roofline timed in alternating
     rounds (:func:`fastact.bench.time_calls`).
     """
+    from fastact._cli import positive_int
+
     parser = argparse.ArgumentParser(prog="fastact demo", description=demo.__doc__)
-    parser.add_argument("--size", type=int, default=1 << 24, help="elements for the timing (default 2^24)")
-    parser.add_argument("--rounds", type=int, default=9, help="timed rounds per kernel (median reported)")
+    parser.add_argument(
+        "--size", type=positive_int, default=1 << 24, help="elements for the timing (default 2^24)"
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=9, help="timed rounds per kernel (median reported)"
+    )
     args = parser.parse_args(argv)
 
     from fastact.bench import _available, quiet_openmp, time_calls

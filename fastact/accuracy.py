@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastact._cli import positive_int
+
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
 
@@ -159,10 +161,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("names", nargs="*", help="activations (default: sigmoid tanh relu leaky_relu)")
     parser.add_argument(
-        "--step", type=int, default=1, help="check every STEP-th bit pattern (default 1: all)"
+        "--step", type=positive_int, default=1, help="check every STEP-th bit pattern (default 1: all)"
     )
     args = parser.parse_args(argv)
     names = args.names or list(_references())
+    unknown = [n for n in names if n not in _references()]
+    if unknown:
+        parser.error(f"no exhaustive check for {', '.join(unknown)}; choose from {', '.join(_references())}")
     results = []
     for name in names:
         t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact import baselines
+from fastact._cli import output_dir, positive_int, read_json
 
 # 2^18 float32 (three arrays, 3 MB) stays in this machine's L3 cache, and the
 # ~10 us of Python per call is 0.04 ns per element there; at 2^14 it was a
@@ -37,6 +38,11 @@ from fastact import baselines
 COMPUTE_SIZE = 1 << 18
 MEMORY_SIZE = 1 << 24
 FULL_SIZES = (1 << 10, 1 << 14, 1 << 18, 1 << 22, 1 << 24)
+
+
+def size_label(n: int) -> str:
+    """``2^k`` for a power of two, else the number itself (``100,000``)."""
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else f"{n:,}"
 
 
 # -- machine ---------------------------------------------------------------------
@@ -217,7 +223,7 @@ def sweep(cases, rounds: int, target: float, progress: bool = True) -> list:
                     "GB/s": nbytes / stats["median"] / 1e9,
                 }
             )
-            bar.step(f"{name} {mode} 2^{size.bit_length() - 1} {dtype} {provider}")
+            bar.step(f"{name} {mode} {size_label(size)} {dtype} {provider}")
     return results
 
 
@@ -380,8 +386,8 @@ def plots(results, names, out: Path, regimes, mode: str = "fused") -> list:
     rows = summarize(results, names, mode, *regimes)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=False)
     for ax, key, title in (
-        (axes[0], "compute_vs_relu", f"compute-bound (2^{regimes[0].bit_length() - 1}, 1 thread)"),
-        (axes[1], "memory_vs_relu", f"memory-bound (2^{regimes[1].bit_length() - 1}, all cores)"),
+        (axes[0], "compute_vs_relu", f"compute-bound ({size_label(regimes[0])}, 1 thread)"),
+        (axes[1], "memory_vs_relu", f"memory-bound ({size_label(regimes[1])}, all cores)"),
     ):
         provs = [
             p
@@ -423,7 +429,7 @@ def compare(new: dict, old: dict) -> str:
     for k in common:
         n, o = a[k]["seconds"], b[k]["seconds"]
         lines.append(
-            f"| {k[0]} | {k[1]} | 2^{k[2].bit_length() - 1} | {k[3]} | {k[4]} | {n * 1e3:.4f} "
+            f"| {k[0]} | {k[1]} | {size_label(k[2])} | {k[3]} | {k[4]} | {n * 1e3:.4f} "
             f"| {o * 1e3:.4f} | {n / o:.2f} |"
         )
     if not common:
@@ -462,14 +468,21 @@ def main(argv=None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--activations", nargs="*", help="subset of activations (default all)")
     parser.add_argument(
-        "--compute-size", type=int, default=COMPUTE_SIZE, help="elements, compute-bound regime"
+        "--compute-size", type=positive_int, default=COMPUTE_SIZE, help="elements, compute-bound regime"
     )
-    parser.add_argument("--memory-size", type=int, default=MEMORY_SIZE, help="elements, memory-bound regime")
+    parser.add_argument(
+        "--memory-size", type=positive_int, default=MEMORY_SIZE, help="elements, memory-bound regime"
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
-        "--rounds", type=int, default=20, help="--device cuda: timed launches per kernel (median; default 20)"
+        "--rounds",
+        type=positive_int,
+        default=20,
+        help="--device cuda: timed launches per kernel (median; default 20)",
     )
     args = parser.parse_args(argv)
+    # Read now: a missing or foreign file should not wait for the end of the run.
+    old = read_json(parser, args.compare, "--compare", "results") if args.compare else None
 
     if args.device == "cuda":
         reason = cuda_status()
@@ -479,8 +492,7 @@ def main(argv=None) -> int:
         from fastact.cuda import measure_fused
 
         table = measure_fused(args.memory_size if args.memory_size != MEMORY_SIZE else 1 << 28, args.rounds)
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_dir(parser, args.output)
         (out / "report_cuda.md").write_text("# fastact CUDA report\n\n" + table + "\n")
         print(table)
         return 0
@@ -505,8 +517,7 @@ def main(argv=None) -> int:
     if "relu" not in names:
         names = ["relu", *names]
     modes = ("fused", "backward") if args.quick else baselines.MODES
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(parser, args.output)
 
     started = time.perf_counter()
     meta = {
@@ -548,8 +559,8 @@ def main(argv=None) -> int:
         "",
         "## fused f and f': cost relative to ReLU, and against NumPy, PyTorch and the roofline",
         "",
-        f"Compute-bound: 2^{args.compute_size.bit_length() - 1} float32 elements, in cache, one thread. "
-        f"Memory-bound: 2^{args.memory_size.bit_length() - 1} float32 elements, all threads. Same "
+        f"Compute-bound: {size_label(args.compute_size)} float32 elements, in cache, one thread. "
+        f"Memory-bound: {size_label(args.memory_size)} float32 elements, all threads. Same "
         "provider in both columns; the roofline moves the same bytes with trivial arithmetic, and "
         "the streaming roofline does so with the non-temporal stores that fastact uses for arrays "
         "larger than the last-level cache.",
@@ -579,7 +590,7 @@ def main(argv=None) -> int:
     print(f"\nwrote {out / 'results.json'}, {out / 'report.md'} and {len(pngs)} plots")
     if args.compare:
         print()
-        print(compare(meta, json.loads(Path(args.compare).read_text())))
+        print(compare(meta, old))
     return 0
 
 

@@ -127,6 +127,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("figures"), help="directory for the files")
     args = parser.parse_args(argv)
+    from fastact._cli import output_dir
+
+    output_dir(parser, args.output)
     try:
         paths = draw(args.output)
     except ImportError as exc:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastact._cli import output_dir, positive_int
 from fastact.figure import pyplot, save_results
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
@@ -225,8 +226,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("train-results"))
     parser.add_argument("--quick", action="store_true", help="3 seeds and fewer epochs (under 3 minutes)")
-    parser.add_argument("--seeds", type=int, help=f"seeds per run (default {SEEDS}, quick {QUICK_SEEDS})")
-    parser.add_argument("--epochs", type=int, help="epochs for every dataset (default: per dataset)")
+    parser.add_argument(
+        "--seeds", type=positive_int, help=f"seeds per run (default {SEEDS}, quick {QUICK_SEEDS})"
+    )
+    parser.add_argument("--epochs", type=positive_int, help="epochs for every dataset (default: per dataset)")
     parser.add_argument("--activations", default=",".join(ACTIVATIONS))
     parser.add_argument("--datasets", default=",".join(DATASETS))
     args = parser.parse_args(argv)
@@ -238,15 +241,13 @@ def main(argv=None) -> int:
     for d in datasets:
         if d not in DATASETS:
             parser.error(f"unknown dataset {d!r}; choose from {', '.join(DATASETS)}")
-    seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
-    if seeds < 1 or (args.epochs is not None and args.epochs < 1):
-        parser.error("--seeds and --epochs must be positive")
-    args.output.mkdir(parents=True, exist_ok=True)
+    seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)
+    output_dir(parser, args.output)
 
     records = []
     for dataset in datasets:
         data = load(dataset)
-        epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)[dataset]
+        epochs = args.epochs if args.epochs is not None else (QUICK_EPOCHS if args.quick else EPOCHS)[dataset]
         print(f"{dataset}: {len(data[1])} training and {len(data[3])} test examples, {epochs} epochs")
         for activation in activations:
             for seed in range(seeds):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastact._cli import output_dir
 from fastact.figure import pyplot, save_results
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.depth < 2 or args.width < 1 or args.seeds < 1:
         parser.error("--depth must be at least 2, --width and --seeds at least 1")
-    args.output.mkdir(parents=True, exist_ok=True)
+    output_dir(parser, args.output)
     records = run(args.depth, args.width, args.seeds)
     save_results(args.output, "vanishing", records, table(records), plot)
     return 0

@@ -110,3 +110,47 @@ def test_cuda_without_a_gpu_says_so():
         pytest.skip("this machine has a CUDA GPU")
     assert proc.returncode == 2
     assert "no CUDA figures were measured" in proc.stderr
+
+
+def _usage_error(capsys, main, args):
+    """Run a subcommand's ``main`` with bad arguments: it must stop with status 2 and say why."""
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_commands_reject_bad_arguments_before_running(capsys, tmp_path):
+    from fastact import __main__ as cli
+    from fastact import accuracy, figure, train, vanishing
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    not_json = tmp_path / "old.json"
+    not_json.write_text("{not json")
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"date": "x"}')
+    cases = [
+        (bench.main, ["--compare", str(tmp_path / "missing.json")], "--compare: cannot read"),
+        (bench.main, ["--compare", str(not_json)], "is not JSON"),
+        (bench.main, ["--compare", str(foreign)], "holds no 'results'"),
+        (bench.main, ["--memory-size", "0"], "0 is not positive"),
+        (bench.main, ["--compute-size", "2^18"], "'2^18' is not an integer"),
+        (bench.main, ["--output", str(blocked / "report")], "cannot create the output directory"),
+        (accuracy.main, ["sigmoid", "nosuch"], "no exhaustive check for nosuch"),
+        (accuracy.main, ["--step", "-1"], "-1 is not positive"),
+        (train.main, ["--seeds", "0"], "0 is not positive"),
+        (train.main, ["--epochs", "0"], "0 is not positive"),
+        (train.main, ["--output", str(blocked / "t")], "cannot create the output directory"),
+        (vanishing.main, ["--output", str(blocked / "v")], "cannot create the output directory"),
+        (figure.main, ["--output", str(blocked / "f")], "cannot create the output directory"),
+        (cli.demo, ["--size", "-5"], "-5 is not positive"),
+    ]
+    for main, args, message in cases:
+        assert message in _usage_error(capsys, main, args), (main.__module__, args)
+    assert not (blocked.parent / "report").exists()
+
+
+def test_size_labels():
+    assert bench.size_label(1 << 18) == "2^18" and bench.size_label(1) == "2^0"
+    assert bench.size_label(100_000) == "100,000" and bench.size_label(3 << 20) == "3,145,728"
