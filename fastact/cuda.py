@@ -182,6 +182,51 @@ def launch_config(size: int):
     return blocks, THREADS_PER_BLOCK
 
 
+def _address(arr) -> int:
+    cai = getattr(arr, "__cuda_array_interface__", None)
+    # Numba's simulator wraps a host array, which has no CUDA interface.
+    return (cai if cai is not None else arr.__array_interface__)["data"][0]
+
+
+def _span(arr):
+    """``(first, end)``: the bytes of device memory that ``arr``'s elements lie in; None if empty."""
+    if arr.size == 0:
+        return None
+    lo = hi = _address(arr)
+    for n, step in zip(arr.shape, arr.strides, strict=True):
+        if step < 0:
+            lo += (n - 1) * step
+        else:
+            hi += (n - 1) * step
+    return lo, hi + arr.dtype.itemsize
+
+
+def _overlap(a, b) -> bool:
+    sa, sb = _span(a), _span(b)
+    return sa is not None and sb is not None and sa[0] < sb[1] and sb[0] < sa[1]
+
+
+def _same_view(a, b) -> bool:
+    return _address(a) == _address(b) and a.shape == b.shape and a.strides == b.strides
+
+
+def _apart(arr, outs, same_view_ok: bool):
+    """``arr``, or a device copy of it when it shares memory with an output.
+
+    The kernels' threads write outputs while others still read the inputs,
+    so an input that overlaps an output at an offset would be read after
+    being written. In place (``out=x``, the same view) each element is read
+    before its own thread writes it, which is safe for elementwise inputs
+    (``same_view_ok``) but not for PReLU's weight.
+    """
+    for o in outs:
+        if _overlap(arr, o) and not (same_view_ok and _same_view(arr, o)):
+            copy = cuda.device_array(arr.shape, arr.dtype)
+            copy[...] = arr
+            return copy
+    return arr
+
+
 def _operands(where: str, arrays, names, out, n_out):
     """Check device operands and ``out``; return (inputs, results, flat buffers, shape, dtype)."""
     for a, n in zip(arrays, names, strict=True):
@@ -216,6 +261,9 @@ def _operands(where: str, arrays, names, out, n_out):
                 raise ValueError(f"{where}: a device out buffer must be C-contiguous")
         results.append(o)
         buffers.append(o.reshape(o.size))
+    if len(results) == 2 and _overlap(*results):
+        raise ValueError(f"{where}: the output buffers overlap each other")
+    devs = [_apart(d, results, same_view_ok=True) for d in devs]
     return devs, results, buffers, shape, np.dtype(dtype)
 
 
@@ -399,7 +447,7 @@ def run_prelu(activation, mode: str, arrays, names, weight, out, n_out, count_ch
     devs, results, buffers, shape, dtype = _operands(where, arrays, names, out, n_out)
     w = _device_weight(where, weight, dtype)
     channels = count_channels(mode, w.size, w.ndim, shape)
-    w = _flat(w)
+    w = _apart(_flat(w), results, same_view_ok=False)
     inner = 1 if channels == 1 else int(np.prod(shape[2:], dtype=np.int64))
     size = int(np.prod(shape, dtype=np.int64))
     result = results[0] if n_out == 1 else tuple(results)

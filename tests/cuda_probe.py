@@ -125,8 +125,46 @@ def simulate():
                 assert "host" in str(exc)
             else:
                 raise AssertionError("mixing host and device arrays was accepted")
+        simulate_overlaps(g)
     checked += simulate_prelu()
     print(f"simulated {checked} kernel calls")
+
+
+def simulate_overlaps(g):
+    """Device buffers that share memory: as on the CPU, never a silently wrong result."""
+    from numba import cuda
+
+    n, dtype = g.size, g.dtype
+
+    def alone(name, host):
+        return fa.ACTIVATIONS[name](cuda.to_device(np.ascontiguousarray(host))).copy_to_host()
+
+    # An input that overlaps its output at an offset (either way) or reversed
+    # is copied before the kernel writes.
+    buf = cuda.to_device(np.concatenate([g, g[:1]]))
+    for src, dst in ((buf[1:], buf[:-1]), (buf[:-1], buf[1:])):
+        buf.copy_to_device(np.concatenate([g, g[:1]]))
+        want = alone("sigmoid", src.copy_to_host())
+        assert fa.sigmoid(src, out=dst) is dst
+        assert np.array_equal(dst.copy_to_host(), want, equal_nan=True)
+    line = cuda.to_device(g)
+    want = alone("tanh", g[::-1])
+    fa.tanh(line[::-1], out=line)
+    assert np.array_equal(line.copy_to_host(), want, equal_nan=True)
+    # PReLU's weight inside the output it is read for.
+    ones = -np.ones(n, dtype)
+    buf = cuda.to_device(np.concatenate([[0.25], ones]).astype(dtype))
+    fa.prelu(buf[1:], buf[:1], out=buf[:n])
+    assert np.array_equal(buf.copy_to_host()[:n], ones * dtype.type(0.25))
+    # Two outputs in one buffer are refused.
+    both = cuda.device_array(n + 4, dtype)
+    for out in ((both[:n], both[4:]), (both[:n], both[:n])):
+        try:
+            fa.tanh.fused(cuda.to_device(g), out=out)
+        except ValueError as exc:
+            assert "overlap" in str(exc), exc
+        else:
+            raise AssertionError("overlapping output buffers were accepted")
 
 
 PRELU_SHAPES = [
