@@ -6,16 +6,21 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from fastact import bench
+
+# The report in the repository: the run below compares itself with it.
+OLD_REPORT = Path(__file__).resolve().parents[1] / "docs" / "report" / "results.json"
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     args = ["--quick", "--activations", "sigmoid", "--compute-size", "4096", "--memory-size", "65536"]
+    args += ["--compare", str(OLD_REPORT)]
     proc = subprocess.run(
         [sys.executable, "-m", "fastact", "bench", *args, "--output", str(out), "--no-progress"],
         capture_output=True,
@@ -48,10 +53,13 @@ def test_report_files_and_summary(report):
 
 
 def test_compare_prints_ratios(report):
-    out, _ = report
+    out, stdout = report
     meta = json.loads((out / "results.json").read_text())
     text = bench.compare(meta, meta)
     assert "| 1.00 |" in text and "geometric mean new/old" in text and ": 1.000" in text
+    # --compare: the run's own sizes are not the report's, so no case is common.
+    old = json.loads(OLD_REPORT.read_text())
+    assert f"old: {old['date']}" in stdout and "(no case measured in both runs)" in stdout
 
 
 def test_demo():
