@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 from collections.abc import Callable
@@ -228,6 +229,9 @@ class RReLU(Activation):
     def _params(self, method, given):
         values = super()._params(method, given)
         lower, upper = float(values["lower"]), float(values["upper"])
+        if not (math.isfinite(lower) and math.isfinite(upper)):
+            # U(lower, upper) has no meaning there; the slopes would be NaN.
+            raise ValueError(f"rrelu: lower ({lower}) and upper ({upper}) must be finite")
         if not lower <= upper:
             raise ValueError(f"rrelu: lower ({lower}) must not exceed upper ({upper})")
         if not isinstance(values["training"], (bool, np.bool_)):

@@ -137,6 +137,9 @@ def test_rrelu_fresh_seed_and_errors():
         fa.rrelu.backward(np.ones(3), np.ones(3), training=True)
     with pytest.raises(ValueError, match="lower"):
         fa.rrelu(x, lower=0.5, upper=0.1)
+    for bounds in ({"lower": -np.inf}, {"upper": np.inf}, {"lower": np.nan}):
+        with pytest.raises(ValueError, match="must be finite"):
+            fa.rrelu.fused(x, training=True, seed=3, **bounds)
     with pytest.raises(TypeError, match="training"):
         fa.rrelu(x, training=1)
     with pytest.raises(TypeError, match="seed"):
