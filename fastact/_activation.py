@@ -321,6 +321,9 @@ class PReLU(Activation):
             # The channel of an element follows its logical (C-order) position.
             arrays = [np.ascontiguousarray(a) for a in arrays]
         layout = Layout(arrays, outs, shape, dtype)
+        if any(np.may_share_memory(w, o) for o in layout.flat_buffers):
+            # Threads write the output while others still read the weights.
+            w = w.copy()
         inner = int(np.prod(shape[2:])) if len(shape) >= 2 else 1
         grad_weight = None
         if size:

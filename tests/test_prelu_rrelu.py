@@ -51,6 +51,27 @@ def test_prelu_strided_input_and_out(dtype):
     np.testing.assert_array_equal(out, prelu_reference(x, w)[0].astype(dtype))
 
 
+def test_prelu_weight_inside_the_output(dtype):
+    # The weights read by every thread lie in the buffer being written: they
+    # are copied first, as an overlapping input is.
+    channels, rows = 4, 1 << 14
+    x = np.random.default_rng(5).uniform(-4, 0, (rows, channels)).astype(dtype)
+    w = np.array([0.1, 0.2, 0.3, 0.4], dtype)
+    want_y = prelu_reference(x, w)[0].astype(dtype)
+    buf = np.concatenate([w, x.ravel()])
+    got = fa.prelu(
+        buf[channels:].reshape(rows, channels), buf[:channels], out=buf[: x.size].reshape(rows, channels)
+    )
+    np.testing.assert_array_equal(got, want_y)
+    buf = np.concatenate([w, x.ravel()])
+    g = np.ones_like(x)
+    gx, gw = fa.prelu.backward(
+        g, buf[channels:].reshape(rows, channels), buf[:channels], out=buf[: x.size].reshape(rows, channels)
+    )
+    np.testing.assert_array_equal(gx, np.broadcast_to(w, x.shape))
+    np.testing.assert_allclose(gw, x.sum(axis=0), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 def test_prelu_grad_weight_is_deterministic_across_threads():
     rng = np.random.default_rng(2)
     cases = [((300, 8, 500), 8), ((200_000, 4), 4), ((1_000_000,), 1)]
