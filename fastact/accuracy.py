@@ -164,10 +164,11 @@ def main(argv=None) -> int:
         "--step", type=positive_int, default=1, help="check every STEP-th bit pattern (default 1: all)"
     )
     args = parser.parse_args(argv)
-    names = args.names or list(_references())
-    unknown = [n for n in names if n not in _references()]
+    available = list(_references())
+    names = args.names or available
+    unknown = [n for n in names if n not in available]
     if unknown:
-        parser.error(f"no exhaustive check for {', '.join(unknown)}; choose from {', '.join(_references())}")
+        parser.error(f"no exhaustive check for {', '.join(unknown)}; choose from {', '.join(available)}")
     results = []
     for name in names:
         t0 = time.perf_counter()

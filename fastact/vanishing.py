@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastact._cli import output_dir
+from fastact._cli import output_dir, positive_int
 from fastact.figure import pyplot, save_results
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
@@ -141,11 +141,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact vanishing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("vanishing-results"))
     parser.add_argument("--depth", type=int, default=20, help="hidden layers (default 20)")
-    parser.add_argument("--width", type=int, default=64, help="units per hidden layer (default 64)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds averaged (default 5)")
+    parser.add_argument("--width", type=positive_int, default=64, help="units per hidden layer (default 64)")
+    parser.add_argument("--seeds", type=positive_int, default=5, help="seeds averaged (default 5)")
     args = parser.parse_args(argv)
-    if args.depth < 2 or args.width < 1 or args.seeds < 1:
-        parser.error("--depth must be at least 2, --width and --seeds at least 1")
+    if args.depth < 2:
+        parser.error("--depth must be at least 2")
     output_dir(parser, args.output)
     records = run(args.depth, args.width, args.seeds)
     save_results(args.output, "vanishing", records, table(records), plot)

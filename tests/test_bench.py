@@ -151,6 +151,8 @@ def test_commands_reject_bad_arguments_before_running(capsys, tmp_path):
         (train.main, ["--epochs", "0"], "0 is not positive"),
         (train.main, ["--output", str(blocked / "t")], "cannot create the output directory"),
         (vanishing.main, ["--output", str(blocked / "v")], "cannot create the output directory"),
+        (vanishing.main, ["--width", "0"], "0 is not positive"),
+        (vanishing.main, ["--depth", "1"], "--depth must be at least 2"),
         (figure.main, ["--output", str(blocked / "f")], "cannot create the output directory"),
         (cli.demo, ["--size", "-5"], "-5 is not positive"),
     ]
