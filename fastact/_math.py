@@ -125,7 +125,7 @@ class MathLib:
         else:
             self.expneg = self._make_exp("expneg")
             self.tanh_exp = self._make_exp("tanh_exp")
-        self.recip1p = self._make_recip1p()
+        self.sq1p = self._make_sq1p()
         self.with_sign_of = self._make_with_sign_of()
         self.signbit = self._make_signbit()
         self.uniform = self._make_uniform()
@@ -144,12 +144,13 @@ class MathLib:
         on |r| <= 0.347), kept as ``p = exp(r) - 1 = r + r^2 Q(r)``. Q is
         evaluated as ``(c0 + c1 r) + r^2 H(r)``, H by Horner: the two parts
         run side by side, two dependent FMAs fewer than Horner on all of Q
-        (over all float32 inputs, tanh's largest error in f is 2.30 ULP
-        against 2.24 with Horner; sigmoid's is the same). ``s = 2^n`` is
-        built from bits as 2^(n+64) * 2^-64, exact down to the subnormal
-        2^-149 (0 for n = -150). The integer n is read straight from the bits
-        of ``t + 1.5*2^m`` (m = 23 or 52), which avoids float-to-int64
-        conversions that AVX2 has no packed instruction for. Each result is
+        (over all float32 inputs, with the Newton-refined quotient that
+        tanh used before, its largest error in f was 2.30 ULP against 2.24
+        with Horner; sigmoid's was the same). ``s = 2^n`` is built from bits
+        as 2^(n+64) * 2^-64, exact down to the subnormal 2^-149 (0 below).
+        The integer n is read straight from the bits of ``t + 1.5*2^m`` (m =
+        23 or 52), which avoids float-to-int64 conversions that AVX2 has no
+        packed instruction for. Each result is
         then one FMA on ``p``:
 
         * ``exp(x) = (2^(n+64) p + 2^(n+64)) 2^-64``: rounded once by the
@@ -161,12 +162,16 @@ class MathLib:
           than by adding 1 to the rounded exp, which is one dependent
           operation fewer on the way to the division that follows it;
         * ``1 - exp(x) = (1 - s) - p s``, ``1 - s`` exact: no cancellation
-          near 0, where 1 minus the rounded exp loses every digit.
+          near 0, where 1 minus the rounded exp loses every digit;
+        * ``4 exp(x) = (2^(n+64) p + 2^(n+64)) 2^-62``: rounded once where it
+          is normal, even where exp(x) itself is subnormal (tanh' = 4e / (1 +
+          e)^2 is normal down to e = 2^-128; 4 times a rounded subnormal e
+          was off by 2.78 ULP there, over every 13th float32 input).
 
         ``kind``: ``"expneg"`` takes ``a >= 0`` and returns, for ``x = -a``,
         ``(exp(x), 1 + exp(x))``; ``"tanh_exp"`` takes ``a >= 0`` and returns,
-        for ``x = -2a``, ``(1 - exp(x), exp(x), 1 + exp(x))``. Both propagate
-        NaN; below x = -104 (float32) or -746 (float64) exp(x) is 0.
+        for ``x = -2a``, ``(1 - exp(x), exp(x), 1 + exp(x), 4 exp(x))``. Both
+        propagate NaN; below x = -104 (float32) or -746 (float64) exp(x) is 0.
         """
         if kind not in ("expneg", "tanh_exp"):
             raise ValueError(f"unknown exp kind {kind!r}")
@@ -174,7 +179,9 @@ class MathLib:
         jit = self.jit
         if self.dtype == np.float32:
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**23, 0x4B400000, 127, 23
-            lo = -104.0  # exp(-104) < 2^-150 rounds to 0
+            # Clamp: 4 exp(-106) < 2^-150 rounds to 0, as exp(x) and 4 exp(x)
+            # must at the limit x = -inf.
+            lo = -106.0
             # Cephes' split of ln2 for single precision: 0.693359375 has 9 bits.
             ln2_hi, ln2_lo = 0.693359375, -2.12194440e-4
             # exp(r) = 1 + r + r^2 Q(r), Q of degree 4 fitted here (weighted
@@ -189,7 +196,7 @@ class MathLib:
             )
         else:
             shifter, shifter_bits, bias, mbits = 1.5 * 2.0**52, 0x4338000000000000, 1023, 52
-            lo = -746.0
+            lo = -748.0  # 4 exp(-748) < 2^-1075 rounds to 0
             # fdlibm's split: the head has 32 significant bits.
             ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
             # Taylor to degree 13: truncation 4e-18, below 0.05 ULP.
@@ -218,21 +225,22 @@ class MathLib:
             return p, itype((n + offset) << mbits).view(t)  # 2^(n+64)
 
         parts = jit(parts)
-        ends = (self.one, t(2.0**-64))
+        ends = (self.one, t(2.0**-64), t(2.0**-62))
 
         def tanh_exp(a):
-            one, back = pin(ends)
+            one, back, back4 = pin(ends)
             p, big = parts(a)
             s = big * back  # 2^n
-            return fma(-p, s, one - s), fma(p, big, big) * back, fma(p, s, one + s)
+            e_big = fma(p, big, big)
+            return fma(-p, s, one - s), e_big * back, fma(p, s, one + s), e_big * back4
 
         tanh_exp = jit(tanh_exp)
         if kind == "tanh_exp":
             return tanh_exp
 
         def expneg(a):
-            # 1 - exp(x) is left unused and compiled away.
-            w, e, s = tanh_exp(a)
+            # 1 - exp(x) and 4 exp(x) are left unused and compiled away.
+            w, e, s, e4 = tanh_exp(a)
             return e, s
 
         return jit(expneg)
@@ -247,40 +255,35 @@ class MathLib:
         return self.jit(expneg)
 
     def _make_libdevice_tanh_exp(self):
-        minus_two, one = self.c(-2.0), self.one
+        minus_two, one, four = self.c(-2.0), self.one, self.c(4.0)
 
         def tanh_exp(a):
             z = minus_two * a
             e = math.exp(z)
-            return -math.expm1(z), e, one + e
+            return -math.expm1(z), e, one + e, four * e
 
         return self.jit(tanh_exp)
 
-    # -- 1 / (1 + e) -------------------------------------------------------
-    def _make_recip1p(self):
-        """``recip1p(s, e) = (q, r)``: ``1 / (1 + e) = q (1 + r)`` to about eps^2 relative (eps: the dtype's).
+    # -- (1 + e)^2 ---------------------------------------------------------
+    def _make_sq1p(self):
+        """``sq1p(e) = (1 + e)^2`` as ``1 + e (e + 2)``, for ``0 <= e <= 1``.
 
-        ``s`` is ``1 + e`` rounded (0 <= e <= 1), ``q = 1 / s`` rounded, and
-        ``r = 1 - q (1 + e)`` the residual of one Newton step, taken against
-        the exact ``1 + e`` as ``(1 - q) - q e``: ``1 - q`` is exact (0.5 <= q
-        <= 1) and the rest is one FMA, so the rounding of ``s`` and of the
-        quotient drop out. Callers apply the step to the product they need,
-        ``v q (1 + r)`` as ``vq + vq r`` with ``vq = v q``: the multiply by
-        ``v`` then runs beside the residual instead of after it. Plain
-        ``1 / (1 + e)`` carries up to 1 ULP, and the derivatives ``e / (1 +
-        e)^2`` use it twice: measured over float32, that pushed sigmoid' to
-        4.6 ULP; with the step it stays under 3.5.
+        The relative error is at most 1.25 u (u = 2^-24 for float32, 2^-53
+        for float64): u from the FMA's rounding, and 0.75 u from that of
+        ``e + 2``, which reaches the result scaled by ``e (e + 2) / (1 +
+        e)^2 <= 3/4``. Squaring the rounded ``1 + e`` instead doubles its
+        rounding: sigmoid' = e / (1 + e)^2 then reached 4.1 ULP over float32.
+        The derivatives divide by this directly, one division rounded once,
+        which is shorter and more accurate than squaring a quotient
+        ``1 / (1 + e)``.
         """
-        one_, pin, fma = self.one, self.pin, self.fma
+        consts, pin, fma = (self.one, self.c(2.0)), self.pin, self.fma
 
-        def recip1p(s, e):
-            one = pin(one_)
-            q = one / s
-            # By name: a caller's own product q*e would otherwise be shared
-            # with this one and rounded, and r is of the size of that rounding.
-            return q, fma(-q, e, one - q)
+        def sq1p(e):
+            one, two = pin(consts)
+            return fma(e, e + two, one)
 
-        return self.jit(recip1p)
+        return self.jit(sq1p)
 
     # -- helpers -----------------------------------------------------------
     def _make_signbit(self):

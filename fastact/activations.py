@@ -40,16 +40,18 @@ def sigmoid(m):
     >>> fa.sigmoid.derivative(np.array([0.0, 30.0], dtype=np.float32))
     array([2.500000e-01, 9.357623e-14], dtype=float32)
     """
-    expneg, recip1p, signbit = m.expneg, m.recip1p, m.signbit
+    expneg, sq1p, signbit, one_, pin = m.expneg, m.sq1p, m.signbit, m.one, m.pin
 
     def f(x):
+        one = pin(one_)
         e, s = expneg(abs(x))  # e = exp(-|x|), s = 1 + e
-        q, r = recip1p(s, e)  # 1 / (1 + e) = q (1 + r)
-        qe = q * e
-        p = q + q * r  # f(|x|)
-        t = qe + qe * r  # f(-|x|)
-        # f(-0.0) takes t = f(0) as well; a NaN gives NaN either way.
-        return (t if signbit(x) else p), t * p
+        # f(|x|) = 1 / (1 + e), f(-|x|) = e / (1 + e): one division for
+        # either sign, rounded once. f(-0.0) takes e / (1 + e) = f(0) as
+        # well; a NaN gives NaN either way.
+        y = (e if signbit(x) else one) / s
+        # f' = e / (1 + e)^2, its own division (beside the first, not after
+        # it), so the value's rounding does not reach the derivative.
+        return y, e / sq1p(e)
 
     return f
 
@@ -77,29 +79,19 @@ def tanh(m):
     >>> y, dy
     (np.float32(1.0), np.float32(8.244615e-09))
     """
-    consts = (m.c(8.0), m.c(0.5))
-    tanh_exp, recip1p, with_sign_of, pin, fma = m.tanh_exp, m.recip1p, m.with_sign_of, m.pin, m.fma
+    tanh_exp, sq1p, with_sign_of = m.tanh_exp, m.sq1p, m.with_sign_of
 
     def f(x):
-        eight_, half_ = pin(consts)
-        # With e = exp(-2|x|) and q = 1/(1 + e): tanh|x| = (1 - e) q, with
-        # 1 - e taken from exp's reduction, not from the rounded e (no
-        # cancellation near 0).
-        a = abs(x)
-        w, e, s = tanh_exp(a)  # 1 - e, e, 1 + e
-        q, r = recip1p(s, e)  # 1 / (1 + e) = q (1 + r)
-        wq = w * q
-        y = wq + wq * r
-        # f' = 1 - y^2 = 4e / (1 + e)^2 = 4e q^2 (1 + r)^2, taken from e and
-        # not from y: no cancellation where y nears 1, so f' keeps its digits
-        # in saturation. One formula for all x, no select. (1 + r)^2 is
-        # 1 + 2r to within r^2 ~ eps^2, so f' = m + 2m r with 2m = 8e q^2:
-        # two multiplies after the division, beside the residual r, and one
-        # FMA once r is there.
-        m2 = ((e * eight_) * q) * q
-        d = fma(m2, r, m2 * half_)
-        # y >= +0, so the sign of x goes on with one OR: tanh(-0.0) = -0.0.
-        return with_sign_of(y, x), d
+        # With e = exp(-2|x|): tanh|x| = (1 - e) / (1 + e), with 1 - e taken
+        # from exp's reduction, not from the rounded e (no cancellation near
+        # 0), and f' = 1 - tanh^2 = 4e / (1 + e)^2, taken from e and not from
+        # the rounded value: no cancellation where it nears 1, so f' keeps
+        # its digits in saturation. One formula for all x, no select; two
+        # divisions side by side, each rounded once.
+        w, e, s, e4 = tanh_exp(abs(x))  # 1 - e, e, 1 + e, 4e
+        # The value is >= +0, so the sign of x goes on with one OR:
+        # tanh(-0.0) = -0.0.
+        return with_sign_of(w / s, x), e4 / sq1p(e)
 
     return f
 
