@@ -268,7 +268,7 @@ class MathLib:
     def _make_sq1p(self):
         """``sq1p(e) = (1 + e)^2`` as ``1 + e (e + 2)``, for ``0 <= e <= 1``.
 
-        The relative error is at most 1.25 u (u = 2^-24 for float32, 2^-53
+        The relative error is at most 1.75 u (u = 2^-24 for float32, 2^-53
         for float64): u from the FMA's rounding, and 0.75 u from that of
         ``e + 2``, which reaches the result scaled by ``e (e + 2) / (1 +
         e)^2 <= 3/4``. Squaring the rounded ``1 + e`` instead doubles its
