@@ -1,8 +1,12 @@
-"""The examples in the docstrings run and print what they say."""
+"""The examples in the docstrings and the README run and print what they say."""
 
+import contextlib
 import doctest
 import importlib
+import io
 import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +29,21 @@ def test_every_activation_has_a_doctest():
     for act in fastact.ACTIVATIONS.values():
         (test,) = finder.find(act.__doc__, act.name, globs={})
         assert test.examples, f"{act.name} has no example"
+
+
+def _readme_example():
+    """The README's "Use" example: (its code, the output printed under it)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    use = text.index("\n## Use\n")
+    code = re.search(r"```python\n(.*?)```", text[use:], re.S)
+    shown = re.search(r"prints\n\n```\n(.*?)```", text[use + code.end() :], re.S)
+    assert code and shown, "README's Use section lost its example or its output"
+    return code.group(1), shown.group(1)
+
+
+def test_readme_example_prints_what_it_shows():
+    code, shown = _readme_example()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    assert printed.getvalue() == shown
