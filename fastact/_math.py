@@ -150,8 +150,7 @@ class MathLib:
         as 2^(n+64) * 2^-64, exact down to the subnormal 2^-149 (0 below).
         The integer n is read straight from the bits of ``t + 1.5*2^m`` (m =
         23 or 52), which avoids float-to-int64 conversions that AVX2 has no
-        packed instruction for. Each result is
-        then one FMA on ``p``:
+        packed instruction for. Each result is then one FMA on ``p``:
 
         * ``exp(x) = (2^(n+64) p + 2^(n+64)) 2^-64``: rounded once by the
           FMA where the result is normal (the scaling is then exact); into

@@ -36,8 +36,9 @@ def _readme_example():
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     use = text.index("\n## Use\n")
     code = re.search(r"```python\n(.*?)```", text[use:], re.S)
+    assert code, "README's Use section lost its example"
     shown = re.search(r"prints\n\n```\n(.*?)```", text[use + code.end() :], re.S)
-    assert code and shown, "README's Use section lost its example or its output"
+    assert shown, "README's Use example lost the output printed under it"
     return code.group(1), shown.group(1)
 
 
