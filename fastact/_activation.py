@@ -139,14 +139,13 @@ class Activation:
         """Convert and check inputs and ``out``; return what the kernels need.
 
         Written for a low per-call overhead (a few microseconds): ready
-        float arrays skip the conversion, and messages are formatted only
-        when raised.
+        float arrays and ``out`` buffers pass a few cheap checks, and the
+        full conversion or check (and its message) runs only for the others.
         """
-        converted = []
-        for a, n in zip(arrays, names, strict=True):
+        converted = list(arrays)
+        for i, a in enumerate(converted):
             if type(a) is not np.ndarray or a.dtype.char not in "fd" or not a.dtype.isnative:
-                a = as_input(a, f"{self.name}.{method}: {n}")
-            converted.append(a)
+                converted[i] = as_input(a, f"{self.name}.{method}: {names[i]}")
         x = converted[-1]
         shape = x.shape
         dtype = x.dtype
@@ -161,18 +160,25 @@ class Activation:
         if out is None:
             outs = [None] * n_out
         elif n_out == 1:
-            outs = [check_out(out, shape, dtype, f"{self.name}.{method}: out")]
+            outs = [self._out(out, shape, dtype, method, "out")]
         else:
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise TypeError(
                     f"{self.name}.{method}: out must be a pair (y, dy) of arrays, got {type(out).__name__}"
                 )
+            y, dy = out
             outs = [
-                None if o is None else check_out(o, shape, dtype, f"{self.name}.{method}: out[{i}]")
-                for i, o in enumerate(out)
+                None if y is None else self._out(y, shape, dtype, method, "out[0]"),
+                None if dy is None else self._out(dy, shape, dtype, method, "out[1]"),
             ]
         scalar = out is None and x.ndim == 0 and converted[0].ndim == 0
         return converted, outs, shape, dtype, scalar
+
+    def _out(self, out, shape, dtype, method, label):
+        """``out`` once checked: a writable ndarray of ``shape`` and ``dtype``."""
+        if type(out) is np.ndarray and out.dtype == dtype and out.shape == shape and out.flags.writeable:
+            return out
+        return check_out(out, shape, dtype, f"{self.name}.{method}: {label}")
 
     @staticmethod
     def _result(results, scalar, n_out):
@@ -209,7 +215,12 @@ def _on_device(arrays, out) -> bool:
             return True
     if out is None or type(out) is np.ndarray:
         return False
-    return any(is_device_array(o) for o in (out if isinstance(out, (tuple, list)) else (out,)))
+    if isinstance(out, (tuple, list)):
+        for o in out:
+            if type(o) is not np.ndarray and is_device_array(o):
+                return True
+        return False
+    return is_device_array(out)
 
 
 def is_device_array(a) -> bool:

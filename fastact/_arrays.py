@@ -160,7 +160,7 @@ class Layout:
         checked = inputs
         for k, a in enumerate(inputs):
             for o in given:
-                if np.may_share_memory(a, o) and not _same_view(a, o):
+                if np.may_share_memory(a, o) and not (a is o or _same_view(a, o)):
                     if checked is inputs:
                         checked = list(inputs)
                     checked[k] = np.array(a, copy=True)

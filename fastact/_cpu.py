@@ -533,10 +533,10 @@ def bytes_moved(mode: str, size: int, itemsize: int) -> int:
 
 
 def launch(activation, dtype, mode, loop, size, *args):
-    """Run a kernel, choosing the parallel or serial build by ``size``."""
+    """Run a kernel, choosing the parallel or serial build by ``size`` (``dtype``: a numpy.dtype)."""
     parallel = use_parallel(size)
     arity = len(args[-1]) if loop == "elementwise" and mode != "prelu_backward" else 1
-    stream = use_streaming(mode, loop, size, np.dtype(dtype).itemsize)
+    stream = use_streaming(mode, loop, size, dtype.itemsize)
     kernel = get_kernel(activation, dtype, mode, loop, parallel, arity, stream)
     if stream:
         # The number of chunks of blocks; read here, because numba's
