@@ -6,6 +6,7 @@ import math
 import secrets
 import threading
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -56,12 +57,20 @@ class Activation:
     def __init__(self, name: str, factory: Callable, params: dict[str, Any]):
         self.name = name
         self.factory = factory
-        self.params = params
+        self._defaults = dict(params)
         self._scalars: dict = {}
+        # dtype -> (loop, kernel parameters) of the defaults, for calls
+        # without keyword arguments (the common case): converted once.
+        self._default_loop_params: dict = {}
         self._scalar_lock = threading.Lock()
 
+    @property
+    def params(self) -> MappingProxyType:
+        """The keyword parameters and their defaults (PyTorch's names), read-only."""
+        return MappingProxyType(self._defaults)
+
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self._defaults.items())
         return f"<fastact activation {self.name}({args})>"
 
     def __reduce__(self):
@@ -85,15 +94,15 @@ class Activation:
     # -- parameters ---------------------------------------------------------
     def _params(self, method: str, given: dict) -> dict:
         if not given:
-            return self.params
-        unknown = set(given) - set(self.params)
+            return self._defaults
+        unknown = set(given) - set(self._defaults)
         if unknown:
-            expected = ", ".join(self.params) or "none"
+            expected = ", ".join(self._defaults) or "none"
             raise TypeError(
                 f"{self.name}.{method}() got unexpected keyword argument(s) "
                 f"{', '.join(sorted(unknown))}; its parameters: {expected}"
             )
-        values = dict(self.params)
+        values = dict(self._defaults)
         values.update(given)
         for key, value in values.items():
             if key in ("training", "seed"):
@@ -104,14 +113,23 @@ class Activation:
                 raise TypeError(f"{self.name}: {key} must be a real number, got {value!r}")
         return values
 
+    def _call_params(self, values, dtype) -> tuple[str, tuple]:
+        """``_loop_params``, converted once per dtype for the defaults (a call with no keywords)."""
+        if values is not self._defaults:
+            return self._loop_params(values, dtype)
+        found = self._default_loop_params.get(dtype)
+        if found is None:
+            found = self._default_loop_params[dtype] = self._loop_params(values, dtype)
+        return found
+
     def _loop_params(self, values: dict, dtype) -> tuple[str, tuple]:
         """(loop, kernel parameters) of this call, for the CPU and the CUDA kernels."""
         return "elementwise", self._kernel_params(values, dtype)
 
     def _kernel_params(self, values: dict, dtype) -> tuple:
-        if not self.params:
+        if not self._defaults:
             return ()
-        return tuple(as_scalar(values[k], dtype, f"{self.name}: {k}") for k in self.params)
+        return tuple(as_scalar(values[k], dtype, f"{self.name}: {k}") for k in self._defaults)
 
     # -- entry points --------------------------------------------------------
     def __call__(self, x: ArrayLike, *, out: np.ndarray | None = None, **params) -> np.ndarray:
@@ -191,7 +209,7 @@ class Activation:
         if _on_device(arrays, out):
             from fastact import cuda
 
-            return cuda.run(self, mode, arrays, names, out, n_out, lambda dt: self._loop_params(values, dt))
+            return cuda.run(self, mode, arrays, names, out, n_out, lambda dt: self._call_params(values, dt))
         arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
         layout = Layout(arrays, outs, shape, dtype)
         size = arrays[-1].size
@@ -200,7 +218,7 @@ class Activation:
         return self._result(layout.finish(), scalar, n_out)
 
     def _launch(self, mode, dtype, layout, size, values):
-        loop, params = self._loop_params(values, dtype)
+        loop, params = self._call_params(values, dtype)
         # The CPU's flat loops take the parameters as one tuple, the channel
         # loops as separate arguments.
         args = (params,) if loop in _cpu.FLAT_LOOPS else params
@@ -258,7 +276,7 @@ class RReLU(Activation):
                     "rrelu.backward in training mode needs the seed of the forward pass "
                     "(without it the slopes would be drawn afresh)"
                 )
-            values["seed"] = secrets.randbits(64)
+            values = {**values, "seed": secrets.randbits(64)}  # never into the defaults
         return values
 
     def _loop_params(self, values, dtype):

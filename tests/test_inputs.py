@@ -264,3 +264,11 @@ def test_registry_and_api():
         assert "f(x)" in doc and "f'(x)" in doc.replace("\\partial f", "f'(x)") and ">>>" in doc
     assert fa.leaky_relu.params == {"negative_slope": 0.01}
     assert fa.rrelu.params == {"lower": 1 / 8, "upper": 1 / 3, "training": False, "seed": None}
+    # The defaults are read-only (calls without keywords reuse them, converted once).
+    with pytest.raises(TypeError):
+        fa.leaky_relu.params["negative_slope"] = 0.5
+    x = np.array([-2.0, 3.0], np.float32)
+    assert fa.leaky_relu(x).tolist() == [np.float32(-0.02), 3.0]
+    assert fa.leaky_relu(x.astype(np.float64)).tolist() == [-0.02, 3.0]
+    assert fa.leaky_relu(x, negative_slope=0.5).tolist() == [-1.0, 3.0]
+    assert fa.leaky_relu(x).tolist() == [np.float32(-0.02), 3.0]
