@@ -157,8 +157,8 @@ class Activation:
         """Convert and check inputs and ``out``; return what the kernels need.
 
         Written for a low per-call overhead (a few microseconds): ready
-        float arrays and ``out`` buffers pass a few cheap checks, and the
-        full conversion or check (and its message) runs only for the others.
+        float arrays skip the conversion, and messages are formatted only
+        when raised.
         """
         converted = list(arrays)
         for i, a in enumerate(converted):
@@ -175,28 +175,21 @@ class Activation:
                     )
             dtype = np.result_type(*converted)
             converted = [a.astype(dtype, copy=False) for a in converted]
+        where = None if out is None else f"{self.name}.{method}"
         if out is None:
             outs = [None] * n_out
         elif n_out == 1:
-            outs = [self._out(out, shape, dtype, method, "out")]
+            outs = [check_out(out, shape, dtype, where, "out")]
         else:
             if not isinstance(out, (tuple, list)) or len(out) != 2:
-                raise TypeError(
-                    f"{self.name}.{method}: out must be a pair (y, dy) of arrays, got {type(out).__name__}"
-                )
+                raise TypeError(f"{where}: out must be a pair (y, dy) of arrays, got {type(out).__name__}")
             y, dy = out
             outs = [
-                None if y is None else self._out(y, shape, dtype, method, "out[0]"),
-                None if dy is None else self._out(dy, shape, dtype, method, "out[1]"),
+                None if y is None else check_out(y, shape, dtype, where, "out[0]"),
+                None if dy is None else check_out(dy, shape, dtype, where, "out[1]"),
             ]
         scalar = out is None and x.ndim == 0 and converted[0].ndim == 0
         return converted, outs, shape, dtype, scalar
-
-    def _out(self, out, shape, dtype, method, label):
-        """``out`` once checked: a writable ndarray of ``shape`` and ``dtype``."""
-        if type(out) is np.ndarray and out.dtype == dtype and out.shape == shape and out.flags.writeable:
-            return out
-        return check_out(out, shape, dtype, f"{self.name}.{method}: {label}")
 
     @staticmethod
     def _result(results, scalar, n_out):

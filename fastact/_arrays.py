@@ -77,20 +77,22 @@ def as_input(x, name: str) -> np.ndarray:
     )
 
 
-def check_out(out, shape, dtype, name: str) -> np.ndarray:
-    """Validate a caller's output buffer.
+def check_out(out, shape, dtype, where: str, label: str) -> np.ndarray:
+    """Validate a caller's output buffer; errors name it as ``{where}: {label}``.
 
     Its dtype must be the result's, in either byte order (a buffer in
     non-native order is filled through a native temporary, see Layout).
+    The name comes in two parts, joined only when an error is raised: this
+    runs on every call with ``out=``.
     """
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"{where}: {label} must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype and out.dtype.newbyteorder("=") != dtype:
-        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
+        raise TypeError(f"{where}: {label} has dtype {out.dtype}, expected {dtype}")
     if out.shape != shape:
-        raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
+        raise ValueError(f"{where}: {label} has shape {out.shape}, expected {shape}")
     if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+        raise ValueError(f"{where}: {label} is read-only")
     return out
 
 
