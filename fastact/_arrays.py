@@ -96,6 +96,31 @@ def check_out(out, shape, dtype, where: str, label: str) -> np.ndarray:
     return out
 
 
+def _overlaps_itself(a: np.ndarray) -> bool:
+    """True when two elements of ``a`` share a byte (a stride of 0, or strides that interleave).
+
+    Such an array (``np.lib.stride_tricks.as_strided`` makes them) cannot
+    hold one result per element: every write to one element overwrites
+    another. The strides are checked first, from the smallest up, each
+    against the bytes the dimensions below it span; only layouts that check
+    cannot clear (strides that interleave without overlapping) have their
+    element offsets compared one by one.
+    """
+    dims = sorted((abs(step), n) for n, step in zip(a.shape, a.strides, strict=True) if n > 1)
+    span = a.itemsize
+    for step, n in dims:
+        if step < span:
+            break
+        span += step * (n - 1)
+    else:
+        return False
+    offsets = np.zeros(1, np.int64)
+    for step, n in dims:
+        offsets = (offsets[:, None] + np.arange(n, dtype=np.int64) * step).ravel()
+    offsets.sort()
+    return bool((np.diff(offsets) < a.itemsize).any())
+
+
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     ia, ib = a.__array_interface__, b.__array_interface__
     return ia["data"][0] == ib["data"][0] and a.shape == b.shape and a.strides == b.strides
@@ -147,6 +172,11 @@ class Layout:
                 buf = o if type(o) is np.ndarray else o.view(np.ndarray)
                 flags = buf.flags
                 if not (flags.c_contiguous if order == "C" else flags.f_contiguous) or not buf.dtype.isnative:
+                    if not (flags.c_contiguous or flags.f_contiguous) and _overlaps_itself(buf):
+                        raise ValueError(
+                            f"an output buffer of shape {shape} has strides {buf.strides} that make "
+                            "elements share memory: it cannot hold one result per element"
+                        )
                     buf = np.empty(shape, dtype, order=order)
                     self._copy_back.append((o, buf))
             self.results.append(o)

@@ -217,6 +217,36 @@ def test_bad_out_buffers():
         fa.tanh.backward(np.ones(3, np.float32), x)
 
 
+def test_out_buffers_whose_elements_share_memory_raise(dtype):
+    # as_strided makes writable views in which several elements are one
+    # place in memory; such a buffer cannot hold one result per element.
+    as_strided = np.lib.stride_tricks.as_strided
+    size = np.dtype(dtype).itemsize
+    x = np.linspace(-3, 3, 12, dtype=dtype).reshape(3, 4)
+    cell = np.zeros(1, dtype)
+    bad = {
+        "zero stride": lambda: as_strided(cell, x.shape, (0, 0)),
+        "repeated rows": lambda: as_strided(np.zeros(4, dtype), x.shape, (0, size)),
+        "rows one element apart": lambda: as_strided(np.zeros(6, dtype), x.shape, (size, size)),
+        "half-element steps": lambda: as_strided(np.zeros(12, dtype), x.shape, (4 * size, size // 2)),
+    }
+    for make in bad.values():
+        with pytest.raises(ValueError, match="share memory"):
+            fa.tanh(x, out=make())
+        with pytest.raises(ValueError, match="share memory"):
+            fa.sigmoid.fused(x, out=(np.empty_like(x), make()))
+        with pytest.raises(ValueError, match="share memory"):
+            fa.prelu.backward(x, x, np.ones(4, dtype), out=make())
+    # Strides that interleave without sharing a byte make a valid buffer:
+    # rows start 5 elements apart and hold every other element, so row 0
+    # covers 0, 2, 4, 6 and row 1 covers 5, 7, 9, 11.
+    out = as_strided(np.zeros(17, dtype), x.shape, (5 * size, 2 * size))
+    places = {out[i : i + 1, j : j + 1].ctypes.data for i, j in np.ndindex(x.shape)}
+    assert len(places) == x.size
+    assert fa.relu(x, out=out) is out
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+
+
 def test_unknown_and_bad_keywords():
     with pytest.raises(TypeError, match="negative_slope"):
         fa.relu(np.ones(2), negative_slope=0.1)
