@@ -20,6 +20,27 @@ PRELU_WEIGHT = 0.25
 LEAKY_SLOPE_SHOWN = 0.1  # larger than the default 0.01, so that the slope is visible
 FORMATS = ("png", "svg")
 
+# One look per activation in the experiments' plots. The ReLU family's
+# curves often lie on top of each other (their gradients and training curves
+# differ by a few percent), so each has a line style and marker of its own
+# as well as a colour: one drawn over another still shows.
+STYLES = {
+    "sigmoid": {"color": "tab:blue", "linestyle": "-", "marker": "o"},
+    "tanh": {"color": "tab:orange", "linestyle": "-", "marker": "D"},
+    "relu": {"color": "tab:green", "linestyle": "-", "marker": "s"},
+    "leaky_relu": {"color": "tab:red", "linestyle": "--", "marker": "^"},
+    "prelu": {"color": "tab:purple", "linestyle": "-.", "marker": "v"},
+    "rrelu": {"color": "tab:brown", "linestyle": ":", "marker": "x"},
+}
+
+
+def style(activation: str, markers: bool = True) -> dict:
+    """Keyword arguments of ``Axes.plot`` for ``activation``'s curve (markers optional)."""
+    look = dict(STYLES.get(activation, {}))
+    if not markers:
+        look.pop("marker", None)
+    return look
+
 
 def curves(name: str, x: np.ndarray):
     """(label, f(x), f'(x)) for the figure, from the fused kernel."""
@@ -69,8 +90,9 @@ def draw(output: Path, points: int = 1001) -> list[Path]:
     # The article's figure.
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
     y, _ = fa.relu.fused(x)
-    ax.plot(x, y, color="tab:green", label="ReLU")
-    for name, color in (("sigmoid", "tab:blue"), ("tanh", "tab:red")):
+    ax.plot(x, y, color=STYLES["relu"]["color"], label="ReLU")
+    for name in ("sigmoid", "tanh"):
+        color = STYLES[name]["color"]
         y, d = fa.ACTIVATIONS[name].fused(x)
         ax.plot(x, y, color=color, label=name)
         ax.plot(x, d, color=color, linestyle="--", label=f"{name}' (max {d.max():.2f})")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact._cli import output_dir, positive_int
-from fastact.figure import pyplot, save_results
+from fastact.figure import pyplot, save_results, style
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
 DATASETS = ("digits", "spiral")
@@ -200,8 +200,8 @@ def plot(records, output: Path) -> list[Path]:
             acc = np.mean([[p["test_accuracy"] for p in r["curve"]] for r in runs], axis=0)
             secs = np.mean([[p["seconds"] for p in r["curve"]] for r in runs], axis=0)
             for col, xs in ((0, epochs), (1, secs)):
-                axes[0, col].plot(xs, loss, label=activation)
-                axes[1, col].plot(xs, acc, label=activation)
+                axes[0, col].plot(xs, loss, label=activation, **style(activation, markers=False))
+                axes[1, col].plot(xs, acc, label=activation, **style(activation, markers=False))
         target = rs[0]["target_accuracy"]
         for col, xlabel in ((0, "epoch"), (1, "training time (s)")):
             axes[0, col].set(xlabel=xlabel, ylabel="test loss (cross-entropy)", yscale="log")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact._cli import output_dir, positive_int
-from fastact.figure import pyplot, save_results
+from fastact.figure import pyplot, save_results, style
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
 # The largest value of each activation's derivative: the article's per-layer bound.
@@ -104,7 +104,14 @@ def plot(records, output: Path) -> list[Path]:
     layers = np.arange(1, depth + 1)
     fig, ax = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
     for r in records:
-        ax.plot(layers, r["grad_norm"], marker="o", markersize=3, label=f"{r['activation']} ({r['init']})")
+        ax.plot(
+            layers,
+            r["grad_norm"],
+            markersize=4,
+            fillstyle="none",
+            label=f"{r['activation']} ({r['init']})",
+            **style(r["activation"]),
+        )
         if r["activation"] == "sigmoid":
             # The derivative bound alone: 0.25 per sigmoid layer between layer l and the last.
             bound = r["grad_norm"][-1] * 0.25 ** (depth - layers)
