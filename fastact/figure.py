@@ -69,7 +69,8 @@ def pyplot():
     return plt
 
 
-def _save(fig, output: Path, stem: str) -> list[Path]:
+def save_figure(fig, output: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as ``output/stem.png`` and ``.svg``; return the paths."""
     paths = []
     for fmt in FORMATS:
         path = output / f"{stem}.{fmt}"
@@ -102,7 +103,7 @@ def draw(output: Path, points: int = 1001) -> list[Path]:
     ax.axvline(0, color="black", linewidth=0.5)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left")
-    paths += _save(fig, output, "activations")
+    paths += save_figure(fig, output, "activations")
     plt.close(fig)
 
     # Every registered activation.
@@ -125,7 +126,7 @@ def draw(output: Path, points: int = 1001) -> list[Path]:
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
-    paths += _save(fig, output, "activations_grid")
+    paths += save_figure(fig, output, "activations_grid")
     plt.close(fig)
     return paths
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact._cli import output_dir, positive_int
-from fastact.figure import pyplot, save_results, style
+from fastact.figure import pyplot, save_figure, save_results, style
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
 # The largest value of each activation's derivative: the article's per-layer bound.
@@ -135,11 +135,7 @@ def plot(records, output: Path) -> list[Path]:
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    paths = []
-    for fmt in ("png", "svg"):
-        path = output / f"vanishing.{fmt}"
-        fig.savefig(path, dpi=120)
-        paths.append(path)
+    paths = save_figure(fig, output, "vanishing")
     plt.close(fig)
     return paths
 
