@@ -189,7 +189,7 @@ class Activation:
                 None if dy is None else check_out(dy, shape, dtype, where, "out[1]"),
             ]
         scalar = out is None and x.ndim == 0 and converted[0].ndim == 0
-        return converted, outs, shape, dtype, scalar
+        return converted, outs, shape, dtype, scalar, where
 
     @staticmethod
     def _result(results, scalar, n_out):
@@ -203,8 +203,8 @@ class Activation:
             from fastact import cuda
 
             return cuda.run(self, mode, arrays, names, out, n_out, lambda dt: self._call_params(values, dt))
-        arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
-        layout = Layout(arrays, outs, shape, dtype)
+        arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out)
+        layout = Layout(arrays, outs, shape, dtype, where)
         size = arrays[-1].size
         if size:
             self._launch(mode, dtype, layout, size, values)
@@ -336,13 +336,13 @@ class PReLU(Activation):
             from fastact import cuda
 
             return cuda.run_prelu(self, mode, arrays, names, weight, out, n_out, self._count_channels)
-        arrays, outs, shape, dtype, scalar = self._prepare(mode, arrays, names, out, n_out)
+        arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out)
         w, channels = self._weight(mode, weight, shape, dtype)
         size = int(np.prod(shape))
         if channels > 1:
             # The channel of an element follows its logical (C-order) position.
             arrays = [np.ascontiguousarray(a) for a in arrays]
-        layout = Layout(arrays, outs, shape, dtype)
+        layout = Layout(arrays, outs, shape, dtype, where)
         if any(np.may_share_memory(w, o) for o in layout.flat_buffers):
             # Threads write the output while others still read the weights.
             w = w.copy()

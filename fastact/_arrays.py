@@ -143,12 +143,13 @@ class Layout:
 
     __slots__ = ("flat_inputs", "flat_buffers", "results", "_copy_back")
 
-    def __init__(self, inputs, outs, shape, dtype):
+    def __init__(self, inputs, outs, shape, dtype, where=None):
         # Written for a low per-call overhead (this runs on every call): each
-        # flags object read once, 1-D arrays used as they are.
+        # flags object read once, 1-D arrays used as they are. ``where``
+        # names the call in errors about the caller's out buffers.
         given = [o for o in outs if o is not None]
         if given:
-            inputs = self._check_overlaps(inputs, given)
+            inputs = self._check_overlaps(inputs, given, where)
         c_order = f_order = True
         for a in (*inputs, *given):
             flags = a.flags
@@ -165,7 +166,7 @@ class Layout:
         self.results = []
         self._copy_back = []
         buffers = []
-        for o in outs:
+        for k, o in enumerate(outs):
             if o is None:
                 o = buf = np.empty(shape, dtype, order=order)
             else:
@@ -173,9 +174,10 @@ class Layout:
                 flags = buf.flags
                 if not (flags.c_contiguous if order == "C" else flags.f_contiguous) or not buf.dtype.isnative:
                     if not (flags.c_contiguous or flags.f_contiguous) and _overlaps_itself(buf):
+                        label = "out" if len(outs) == 1 else f"out[{k}]"
                         raise ValueError(
-                            f"an output buffer of shape {shape} has strides {buf.strides} that make "
-                            "elements share memory: it cannot hold one result per element"
+                            f"{where}: {label} has strides {buf.strides} that make elements share "
+                            "memory: it cannot hold one result per element"
                         )
                     buf = np.empty(shape, dtype, order=order)
                     self._copy_back.append((o, buf))
@@ -184,11 +186,11 @@ class Layout:
         self.flat_buffers = tuple(buffers)
 
     @staticmethod
-    def _check_overlaps(inputs, given):
+    def _check_overlaps(inputs, given, where):
         for i, a in enumerate(given):
             for b in given[i + 1 :]:
                 if np.may_share_memory(a, b) and np.shares_memory(a, b):
-                    raise ValueError("the output buffers overlap each other")
+                    raise ValueError(f"{where}: the output buffers overlap each other")
         checked = inputs
         for k, a in enumerate(inputs):
             for o in given:
