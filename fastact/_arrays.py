@@ -97,7 +97,7 @@ def check_out(out, shape, dtype, where: str, label: str) -> np.ndarray:
 
 
 def _overlaps_itself(a: np.ndarray) -> bool:
-    """True when two elements of ``a`` share a byte (a stride of 0, or strides that interleave).
+    """True when two elements of ``a`` share a byte (a stride of 0, or strides that overlap).
 
     Such an array (``np.lib.stride_tricks.as_strided`` makes them) cannot
     hold one result per element: every write to one element overwrites
