@@ -242,23 +242,26 @@ def _operands(where: str, arrays, names, out, n_out):
             raise ValueError(f"{where}: {n} has shape {d.shape}, but x has shape {shape}")
         if d.dtype != dtype:
             raise TypeError(f"{where}: {n} has dtype {d.dtype}, but x has dtype {dtype}")
-    given = [None] * n_out if out is None else ([out] if n_out == 1 else list(out))
+    # The pair is checked before it is unpacked: list() of a device array
+    # would copy it to the host element by element.
     if n_out == 2 and out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
-        raise TypeError(f"{where}: out must be a pair (y, dy) of device arrays")
+        raise TypeError(f"{where}: out must be a pair (y, dy) of device arrays, got {type(out).__name__}")
+    given = [None] * n_out if out is None else ([out] if n_out == 1 else list(out))
     results, buffers = [], []
     for k, o in enumerate(given):
+        label = "out" if n_out == 1 else f"out[{k}]"
         if o is None:
             o = cuda.device_array(shape, dtype)
         elif not is_device_array(o):
-            raise TypeError(f"{where}: out is a host array but the input is on the GPU")
+            raise TypeError(f"{where}: {label} is a host array but the input is on the GPU")
         else:
-            o = _as_device(o, f"{where}: out")
-            if o.shape != shape or o.dtype != dtype:
-                raise ValueError(
-                    f"{where}: out[{k}] has shape {o.shape} and dtype {o.dtype}, expected {shape} {dtype}"
-                )
+            o = _as_device(o, f"{where}: {label}")
+            if o.dtype != dtype:
+                raise TypeError(f"{where}: {label} has dtype {o.dtype}, expected {np.dtype(dtype)}")
+            if o.shape != shape:
+                raise ValueError(f"{where}: {label} has shape {o.shape}, expected {shape}")
             if not o.is_c_contiguous():
-                raise ValueError(f"{where}: a device out buffer must be C-contiguous")
+                raise ValueError(f"{where}: {label} must be a C-contiguous device array")
         results.append(o)
         buffers.append(o.reshape(o.size))
     if len(results) == 2 and _overlap(*results):

@@ -126,6 +126,7 @@ def simulate():
             else:
                 raise AssertionError("mixing host and device arrays was accepted")
         simulate_overlaps(g)
+        simulate_bad_outs(g)
     checked += simulate_prelu()
     print(f"simulated {checked} kernel calls")
 
@@ -165,6 +166,56 @@ def simulate_overlaps(g):
             assert "overlap" in str(exc), exc
         else:
             raise AssertionError("overlapping output buffers were accepted")
+
+
+def simulate_bad_outs(g):
+    """Device out buffers of the wrong dtype, shape or layout: errors that name the buffer."""
+    from numba import cuda
+
+    n, dtype = g.size, g.dtype
+    other = np.float64 if dtype == np.float32 else np.float32
+    dx = cuda.to_device(g)
+    good = cuda.device_array(n, dtype)
+    cases = [
+        (
+            lambda: fa.tanh(dx, out=cuda.device_array(n, other)),
+            TypeError,
+            rf"^tanh\.forward: out has dtype {np.dtype(other)}, expected {dtype}$",
+        ),
+        (
+            lambda: fa.tanh(dx, out=cuda.device_array(n + 1, dtype)),
+            ValueError,
+            rf"^tanh\.forward: out has shape \({n + 1},\), expected \({n},\)$",
+        ),
+        (
+            lambda: fa.tanh.fused(dx, out=(good, cuda.device_array(n, other))),
+            TypeError,
+            r"^tanh\.fused: out\[1\] has dtype",
+        ),
+        (
+            lambda: fa.tanh.fused(dx, out=(cuda.device_array(n - 1, dtype), good)),
+            ValueError,
+            r"^tanh\.fused: out\[0\] has shape",
+        ),
+        (
+            lambda: fa.tanh.fused(dx, out=(np.empty(n, dtype), good)),
+            TypeError,
+            r"^tanh\.fused: out\[0\] is a host array",
+        ),
+        (lambda: fa.tanh.fused(dx, out=good), TypeError, r"^tanh\.fused: out must be a pair"),
+        (
+            lambda: fa.relu(dx, out=cuda.device_array(2 * n, dtype)[::2]),
+            ValueError,
+            r"^relu\.forward: out must be a C-contiguous device array$",
+        ),
+    ]
+    for call, error, pattern in cases:
+        try:
+            call()
+        except error as exc:
+            assert re.search(pattern, str(exc)), (pattern, str(exc))
+        else:
+            raise AssertionError(f"accepted a bad out buffer: {pattern}")
 
 
 PRELU_SHAPES = [
