@@ -23,6 +23,43 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_names_option(parser: argparse.ArgumentParser, option: str, choices, what: str) -> None:
+    """``option NAME [NAME ...]``: one or more of ``choices``, space- or comma-separated.
+
+    ``fastact bench --activations sigmoid relu``, ``--activations
+    sigmoid,relu`` and ``--activations sigmoid --activations relu`` mean the
+    same in every subcommand. An unknown name is a usage error at once;
+    :func:`chosen` reads the option's value.
+    """
+    choices = tuple(choices)
+
+    def parse(text: str) -> list[str]:
+        names = [name for name in text.split(",") if name]
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            problem = (
+                f"unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"no {what} in {text!r}"
+            )
+            raise argparse.ArgumentTypeError(f"{problem}; choose from {', '.join(choices)}")
+        return names
+
+    parser.add_argument(
+        option,
+        nargs="+",
+        action="extend",
+        type=parse,
+        metavar=what.upper(),
+        help=f"one or more {what}s, space- or comma-separated (default all: {' '.join(choices)})",
+    )
+
+
+def chosen(values, choices) -> list[str]:
+    """The names given to an :func:`add_names_option` option, in order, once each; all ``choices`` if none."""
+    if not values:
+        return list(choices)
+    return list(dict.fromkeys(name for group in values for name in group))
+
+
 def output_dir(parser: argparse.ArgumentParser, path) -> Path:
     """``path`` created as a directory (with its parents), or a usage error saying why it cannot be."""
     path = Path(path)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact import baselines
-from fastact._cli import output_dir, positive_int, read_json
+from fastact._cli import add_names_option, chosen, output_dir, positive_int, read_json
 
 # 2^18 float32 (three arrays, 3 MB) stays in this machine's L3 cache, and the
 # ~10 us of Python per call is 0.04 ns per element there; at 2^14 it was a
@@ -466,7 +466,7 @@ def main(argv=None) -> int:
         "--compare", metavar="OLD.json", help="print new/old time ratios against an earlier run"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--activations", nargs="*", help="subset of activations (default all)")
+    add_names_option(parser, "--activations", baselines.NAMES, "activation")
     parser.add_argument(
         "--compute-size", type=positive_int, default=COMPUTE_SIZE, help="elements, compute-bound regime"
     )
@@ -510,10 +510,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
     except ImportError:
         pass
-    names = args.activations or list(baselines.NAMES)
-    unknown = set(names) - set(baselines.NAMES)
-    if unknown:
-        parser.error(f"unknown activation(s): {', '.join(sorted(unknown))}")
+    names = chosen(args.activations, baselines.NAMES)
     if "relu" not in names:
         names = ["relu", *names]
     modes = ("fused", "backward") if args.quick else baselines.MODES

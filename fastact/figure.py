@@ -148,7 +148,9 @@ def save_results(output: Path, stem: str, records, table: str, plot) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact plot", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=Path("figures"), help="directory for the files")
+    parser.add_argument(
+        "--output", type=Path, default=Path("figures"), help="folder for the files (default figures/)"
+    )
     args = parser.parse_args(argv)
     from fastact._cli import output_dir
 

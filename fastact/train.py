@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastact._cli import output_dir, positive_int
+from fastact._cli import add_names_option, chosen, output_dir, positive_int
 from fastact.figure import pyplot, save_results, style
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu")
@@ -224,23 +224,19 @@ def plot(records, output: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=Path("train-results"))
+    parser.add_argument(
+        "--output", type=Path, default=Path("train-results"), help="results folder (default train-results/)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 seeds and fewer epochs (under 3 minutes)")
     parser.add_argument(
         "--seeds", type=positive_int, help=f"seeds per run (default {SEEDS}, quick {QUICK_SEEDS})"
     )
     parser.add_argument("--epochs", type=positive_int, help="epochs for every dataset (default: per dataset)")
-    parser.add_argument("--activations", default=",".join(ACTIVATIONS))
-    parser.add_argument("--datasets", default=",".join(DATASETS))
+    add_names_option(parser, "--activations", ACTIVATIONS, "activation")
+    add_names_option(parser, "--datasets", DATASETS, "dataset")
     args = parser.parse_args(argv)
-    activations = [a for a in args.activations.split(",") if a]
-    datasets = [d for d in args.datasets.split(",") if d]
-    for a in activations:
-        if a not in ACTIVATIONS:
-            parser.error(f"unknown activation {a!r}; choose from {', '.join(ACTIVATIONS)}")
-    for d in datasets:
-        if d not in DATASETS:
-            parser.error(f"unknown dataset {d!r}; choose from {', '.join(DATASETS)}")
+    activations = chosen(args.activations, ACTIVATIONS)
+    datasets = chosen(args.datasets, DATASETS)
     seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)
     output_dir(parser, args.output)
 

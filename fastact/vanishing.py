@@ -142,7 +142,12 @@ def plot(records, output: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastact vanishing", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=Path("vanishing-results"))
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("vanishing-results"),
+        help="results folder (default vanishing-results/)",
+    )
     parser.add_argument("--depth", type=int, default=20, help="hidden layers (default 20)")
     parser.add_argument("--width", type=positive_int, default=64, help="units per hidden layer (default 64)")
     parser.add_argument("--seeds", type=positive_int, default=5, help="seeds averaged (default 5)")

@@ -154,11 +154,34 @@ def test_commands_reject_bad_arguments_before_running(capsys, tmp_path):
         (vanishing.main, ["--width", "0"], "0 is not positive"),
         (vanishing.main, ["--depth", "1"], "--depth must be at least 2"),
         (figure.main, ["--output", str(blocked / "f")], "cannot create the output directory"),
+        (bench.main, ["--activations", "sigmoid,relux"], "unknown activation 'relux'; choose from sigmoid"),
+        (bench.main, ["--activations"], "--activations: expected at least one argument"),
+        (train.main, ["--activations", "sigmoid", "nope"], "unknown activation 'nope'"),
+        (train.main, ["--datasets", ","], "no dataset in ','; choose from digits, spiral"),
         (cli.demo, ["--size", "-5"], "-5 is not positive"),
     ]
     for main, args, message in cases:
         assert message in _usage_error(capsys, main, args), (main.__module__, args)
     assert not (blocked.parent / "report").exists()
+
+
+def test_name_options_take_names_space_or_comma_separated():
+    import argparse
+
+    from fastact._cli import add_names_option, chosen
+
+    choices = ("sigmoid", "tanh", "relu")
+    parser = argparse.ArgumentParser()
+    add_names_option(parser, "--activations", choices, "activation")
+    cases = [
+        ([], list(choices)),
+        (["--activations", "relu", "sigmoid"], ["relu", "sigmoid"]),
+        (["--activations", "relu,sigmoid"], ["relu", "sigmoid"]),
+        (["--activations", "relu,", "sigmoid", "relu"], ["relu", "sigmoid"]),
+        (["--activations", "tanh", "--activations", "relu"], ["tanh", "relu"]),
+    ]
+    for argv, expected in cases:
+        assert chosen(parser.parse_args(argv).activations, choices) == expected, argv
 
 
 def test_size_labels():
