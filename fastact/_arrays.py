@@ -63,7 +63,9 @@ def as_input(x, name: str) -> np.ndarray:
         try:
             x = np.asarray(x)
         except Exception as exc:  # noqa: BLE001 - reported as a TypeError below
-            raise TypeError(f"{name} of type {type(x).__name__} cannot be converted to an array") from exc
+            raise TypeError(
+                f"{name} of type {type(x).__name__} cannot be converted to an array: {exc}"
+            ) from exc
     dtype = x.dtype
     if dtype in FLOAT_DTYPES:
         return x

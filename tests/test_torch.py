@@ -91,3 +91,20 @@ def test_baselines_compute_what_they_claim(name, mode, dtype):
             x,
             g,
         )
+
+
+def test_cpu_tensors_are_read_as_arrays_and_unreadable_ones_say_why():
+    x = np.linspace(-4, 4, 9, dtype=np.float32)
+    y, d = fa.tanh.fused(torch.from_numpy(x))
+    want_y, want_d = fa.tanh.fused(x)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(d, want_d)
+    t = torch.from_numpy(x.copy())
+    assert fa.relu(t, out=t.numpy()) is not None
+    np.testing.assert_array_equal(t.numpy(), np.maximum(x, 0))  # written in the tensor's memory
+    # NumPy cannot take these; the error carries torch's reason.
+    with pytest.raises(TypeError, match=r"^sigmoid.forward: x of type Tensor cannot be .*requires grad"):
+        fa.sigmoid(torch.ones(3, requires_grad=True))
+    with pytest.raises(TypeError, match=r"^relu.backward: grad_out of type Tensor .*BFloat16"):
+        fa.relu.backward(torch.ones(3, dtype=torch.bfloat16), x[:3])
