@@ -33,7 +33,7 @@ from fastact import baselines
 from fastact._cli import add_names_option, chosen, output_dir, positive_int, read_json
 
 # 2^18 float32 (three arrays, 3 MB) stays in this machine's L3 cache, and the
-# ~10 us of Python per call is 0.04 ns per element there; at 2^14 it was a
+# 3-10 us of Python per call is at most 0.04 ns per element there; at 2^14 it was a
 # third of ReLU's time, which would blur the comparison of the arithmetic.
 COMPUTE_SIZE = 1 << 18
 MEMORY_SIZE = 1 << 24
