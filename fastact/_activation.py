@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastact import _cpu
-from fastact._arrays import Layout, as_dtype, as_input, as_scalar, check_out
+from fastact._arrays import Layout, as_dtype, as_input, as_scalar, check_out, check_own_elements
 
 REGISTRY: dict[str, Activation] = {}
 
@@ -153,8 +153,11 @@ class Activation:
         return self._elementwise("backward", (grad_out, x), out, params, ("grad_out", "x"), 1)
 
     # -- machinery -------------------------------------------------------------
-    def _prepare(self, method, arrays, names, out, n_out):
+    def _prepare(self, method, arrays, names, out, n_out, label="out"):
         """Convert and check inputs and ``out``; return what the kernels need.
+
+        ``label`` names a single ``out`` in errors ("out[0]" where it came
+        from a pair).
 
         Written for a low per-call overhead (a few microseconds): ready
         float arrays skip the conversion, and messages are formatted only
@@ -179,7 +182,7 @@ class Activation:
         if out is None:
             outs = [None] * n_out
         elif n_out == 1:
-            outs = [check_out(out, shape, dtype, where, "out")]
+            outs = [check_out(out, shape, dtype, where, label)]
         else:
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise TypeError(f"{where}: out must be a pair (y, dy) of arrays, got {type(out).__name__}")
@@ -303,10 +306,30 @@ class PReLU(Activation):
         return self._channelwise("fused", (x,), weight, out, ("x",), 2)
 
     def backward(
-        self, grad_out: ArrayLike, x: ArrayLike, weight: ArrayLike, *, out: np.ndarray | None = None
+        self,
+        grad_out: ArrayLike,
+        x: ArrayLike,
+        weight: ArrayLike,
+        *,
+        out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(grad_out * ∂f/∂x, grad_weight)``; ``out`` is the grad_x buffer."""
-        return self._channelwise("backward", (grad_out, x), weight, out, ("grad_out", "x"), 1)
+        """``(grad_out * ∂f/∂x, grad_weight)``.
+
+        ``out`` is the grad_x buffer, or a pair ``(grad_x, grad_weight)``
+        (either may be None); grad_weight has one value per weight (shape
+        ``(weight.size,)``).
+        """
+        label, weight_out = "out", None
+        if isinstance(out, (tuple, list)):
+            if len(out) != 2:
+                raise TypeError(
+                    "prelu.backward: out must be the grad_x array or a pair (grad_x, grad_weight), "
+                    f"got a {type(out).__name__} of {len(out)}"
+                )
+            (out, weight_out), label = out, "out[0]"
+        return self._channelwise(
+            "backward", (grad_out, x), weight, out, ("grad_out", "x"), 1, label, weight_out
+        )
 
     @staticmethod
     def _count_channels(method, size, ndim, shape) -> int:
@@ -331,18 +354,22 @@ class PReLU(Activation):
         channels = self._count_channels(method, w.size, w.ndim, shape)
         return as_dtype(w, dtype, f"prelu.{method}: weight"), channels
 
-    def _channelwise(self, mode, arrays, weight, out, names, n_out):
-        if _on_device((*arrays, weight), out):
+    def _channelwise(self, mode, arrays, weight, out, names, n_out, label="out", weight_out=None):
+        if _on_device((*arrays, weight), (out, weight_out)):
             from fastact import cuda
 
-            return cuda.run_prelu(self, mode, arrays, names, weight, out, n_out, self._count_channels)
-        arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out)
+            return cuda.run_prelu(
+                self, mode, arrays, names, weight, out, n_out, self._count_channels, label, weight_out
+            )
+        arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out, label)
         w, channels = self._weight(mode, weight, shape, dtype)
+        if weight_out is not None:
+            weight_out = self._weight_out(weight_out, w.size, dtype, outs[0])
         size = int(np.prod(shape))
         if channels > 1:
             # The channel of an element follows its logical (C-order) position.
             arrays = [np.ascontiguousarray(a) for a in arrays]
-        layout = Layout(arrays, outs, shape, dtype, where)
+        layout = Layout(arrays, outs, shape, dtype, where, (label,) if n_out == 1 else None)
         if any(np.may_share_memory(w, o) for o in layout.flat_buffers):
             # Threads write the output while others still read the weights.
             w = w.copy()
@@ -372,9 +399,27 @@ class PReLU(Activation):
         elif mode == "backward":
             grad_weight = np.zeros(w.size, dtype)
         result = self._result(layout.finish(), scalar, n_out)
-        if mode == "backward":
-            return result, grad_weight
-        return result
+        if mode != "backward":
+            return result
+        if weight_out is not None:
+            weight_out[...] = grad_weight
+            grad_weight = weight_out
+        return result, grad_weight
+
+    @staticmethod
+    def _weight_out(buffer, size, dtype, grad_x_out):
+        """The caller's grad_weight buffer, checked before any work is done.
+
+        It is filled after grad_x is complete, so it may share memory with
+        the inputs (like ``out=x``), but not with the grad_x buffer or with
+        itself: that would overwrite results already written.
+        """
+        where = "prelu.backward"
+        buffer = check_out(buffer, (size,), dtype, where, "out[1]")
+        check_own_elements(buffer, where, "out[1]")
+        if grad_x_out is not None and np.may_share_memory(buffer, grad_x_out):
+            raise ValueError(f"{where}: the output buffers overlap each other")
+        return buffer
 
     def _backward(self, layout, w, channels, inner, size, dtype):
         """grad_x into the layout's buffer; grad_weight from per-block partial sums.

@@ -123,6 +123,16 @@ def _overlaps_itself(a: np.ndarray) -> bool:
     return bool((np.diff(offsets) < a.itemsize).any())
 
 
+def check_own_elements(buf: np.ndarray, where: str, label: str) -> None:
+    """Raise ValueError if elements of the out buffer ``buf`` share memory (a contiguous one never does)."""
+    flags = buf.flags
+    if not (flags.c_contiguous or flags.f_contiguous) and _overlaps_itself(buf):
+        raise ValueError(
+            f"{where}: {label} has strides {buf.strides} that make elements share "
+            "memory: it cannot hold one result per element"
+        )
+
+
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     ia, ib = a.__array_interface__, b.__array_interface__
     return ia["data"][0] == ib["data"][0] and a.shape == b.shape and a.strides == b.strides
@@ -145,10 +155,11 @@ class Layout:
 
     __slots__ = ("flat_inputs", "flat_buffers", "results", "_copy_back")
 
-    def __init__(self, inputs, outs, shape, dtype, where=None):
+    def __init__(self, inputs, outs, shape, dtype, where=None, labels=None):
         # Written for a low per-call overhead (this runs on every call): each
-        # flags object read once, 1-D arrays used as they are. ``where``
-        # names the call in errors about the caller's out buffers.
+        # flags object read once, 1-D arrays used as they are. ``where`` and
+        # ``labels`` (default "out", or "out[k]" in a pair) name the call
+        # and the caller's out buffers in errors.
         given = [o for o in outs if o is not None]
         if given:
             inputs = self._check_overlaps(inputs, given, where)
@@ -175,12 +186,9 @@ class Layout:
                 buf = o if type(o) is np.ndarray else o.view(np.ndarray)
                 flags = buf.flags
                 if not (flags.c_contiguous if order == "C" else flags.f_contiguous) or not buf.dtype.isnative:
-                    if not (flags.c_contiguous or flags.f_contiguous) and _overlaps_itself(buf):
-                        label = "out" if len(outs) == 1 else f"out[{k}]"
-                        raise ValueError(
-                            f"{where}: {label} has strides {buf.strides} that make elements share "
-                            "memory: it cannot hold one result per element"
-                        )
+                    if labels is None:
+                        labels = ("out",) if len(outs) == 1 else tuple(f"out[{j}]" for j in range(len(outs)))
+                    check_own_elements(buf, where, labels[k])
                     buf = np.empty(shape, dtype, order=order)
                     self._copy_back.append((o, buf))
             self.results.append(o)

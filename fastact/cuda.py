@@ -227,8 +227,11 @@ def _apart(arr, outs, same_view_ok: bool):
     return arr
 
 
-def _operands(where: str, arrays, names, out, n_out):
-    """Check device operands and ``out``; return (inputs, results, flat buffers, shape, dtype)."""
+def _operands(where: str, arrays, names, out, n_out, label="out"):
+    """Check device operands and ``out``; return (inputs, results, flat buffers, shape, dtype).
+
+    ``label`` names a single ``out`` in errors ("out[0]" where it came from a pair).
+    """
     for a, n in zip(arrays, names, strict=True):
         if not is_device_array(a):
             raise TypeError(
@@ -249,25 +252,31 @@ def _operands(where: str, arrays, names, out, n_out):
     given = [None] * n_out if out is None else ([out] if n_out == 1 else list(out))
     results, buffers = [], []
     for k, o in enumerate(given):
-        label = "out" if n_out == 1 else f"out[{k}]"
-        if o is None:
-            o = cuda.device_array(shape, dtype)
-        elif not is_device_array(o):
-            raise TypeError(f"{where}: {label} is a host array but the input is on the GPU")
-        else:
-            o = _as_device(o, f"{where}: {label}")
-            if o.dtype != dtype:
-                raise TypeError(f"{where}: {label} has dtype {o.dtype}, expected {np.dtype(dtype)}")
-            if o.shape != shape:
-                raise ValueError(f"{where}: {label} has shape {o.shape}, expected {shape}")
-            if not o.is_c_contiguous():
-                raise ValueError(f"{where}: {label} must be a C-contiguous device array")
+        o = (
+            cuda.device_array(shape, dtype)
+            if o is None
+            else _device_out(o, shape, dtype, where, label if n_out == 1 else f"out[{k}]")
+        )
         results.append(o)
         buffers.append(o.reshape(o.size))
     if len(results) == 2 and _overlap(*results):
         raise ValueError(f"{where}: the output buffers overlap each other")
     devs = [_apart(d, results, same_view_ok=True) for d in devs]
     return devs, results, buffers, shape, np.dtype(dtype)
+
+
+def _device_out(o, shape, dtype, where: str, label: str):
+    """The caller's device out buffer ``o``, checked: on the GPU, of ``dtype`` and ``shape``, C-contiguous."""
+    if not is_device_array(o):
+        raise TypeError(f"{where}: {label} is a host array but the input is on the GPU")
+    o = _as_device(o, f"{where}: {label}")
+    if o.dtype != dtype:
+        raise TypeError(f"{where}: {label} has dtype {o.dtype}, expected {np.dtype(dtype)}")
+    if o.shape != shape:
+        raise ValueError(f"{where}: {label} has shape {o.shape}, expected {shape}")
+    if not o.is_c_contiguous():
+        raise ValueError(f"{where}: {label} must be a C-contiguous device array")
+    return o
 
 
 def run(activation, mode: str, arrays, names, out, n_out, kernel_params):
@@ -440,16 +449,27 @@ def _device_weight(where: str, weight, dtype):
     return w
 
 
-def run_prelu(activation, mode: str, arrays, names, weight, out, n_out, count_channels):
+def run_prelu(
+    activation, mode: str, arrays, names, weight, out, n_out, count_channels, label="out", weight_out=None
+):
     """PReLU on device arrays: ``(result, grad_weight)`` for ``backward``, else the result.
 
     ``count_channels(method, size, ndim, shape)`` validates the weight's size and
-    returns the number of channels (as on the CPU).
+    returns the number of channels (as on the CPU). ``weight_out``, for
+    ``backward``: the caller's grad_weight buffer, or None.
     """
     where = f"prelu.{mode}"
-    devs, results, buffers, shape, dtype = _operands(where, arrays, names, out, n_out)
+    devs, results, buffers, shape, dtype = _operands(where, arrays, names, out, n_out, label)
     w = _device_weight(where, weight, dtype)
     channels = count_channels(mode, w.size, w.ndim, shape)
+    if weight_out is None:
+        grad_weight = cuda.device_array(w.size, dtype) if mode == "backward" else None
+    else:
+        grad_weight = _device_out(weight_out, (w.size,), dtype, where, "out[1]")
+        # Written by the last reduction, after every read of the inputs and
+        # the weight, but it must not overwrite grad_x.
+        if _overlap(grad_weight, results[0]):
+            raise ValueError(f"{where}: the output buffers overlap each other")
     w = _apart(_flat(w), results, same_view_ok=False)
     inner = 1 if channels == 1 else int(np.prod(shape[2:], dtype=np.int64))
     size = int(np.prod(shape, dtype=np.int64))
@@ -462,7 +482,6 @@ def run_prelu(activation, mode: str, arrays, names, weight, out, n_out, count_ch
                 tuple(_flat(d) for d in devs), tuple(buffers), w, np.int64(channels), np.int64(inner)
             )
         return result
-    grad_weight = cuda.device_array(w.size, dtype)
     if not size:
         grad_weight[:] = 0
         return result, grad_weight

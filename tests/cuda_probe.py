@@ -283,7 +283,12 @@ def simulate_prelu():
             finally:
                 fc.BLOCKS_PER_SM = saved
             assert np.array_equal(again, gw), (shape, dtype)
-            checked += 6
+            # The same into the caller's pair of buffers.
+            gx_buf, gw_buf = cuda.device_array(shape, dtype), cuda.device_array(channels, dtype)
+            got_gx, got_gw = fa.prelu.backward(dg, cuda.to_device(finite), dw, out=(gx_buf, gw_buf))
+            assert got_gx is gx_buf and got_gw is gw_buf
+            assert np.array_equal(gw_buf.copy_to_host(), gw), (shape, dtype)
+            checked += 7
         # A scalar weight, out= buffers, strided input, and bad operands.
         x = np.linspace(-3, 3, 24).reshape(2, 3, 4).astype(dtype)
         dx = cuda.to_device(x)
@@ -309,6 +314,29 @@ def simulate_prelu():
                 assert words in str(exc), exc
             else:
                 raise AssertionError(f"accepted: {words}")
+        gx_buf, dw3 = cuda.device_array(x.shape, dtype), cuda.to_device(w3)
+        bad_pairs = [
+            (
+                ValueError,
+                r"out\[1\] has shape \(4,\), expected \(3,\)$",
+                (gx_buf, cuda.device_array(4, dtype)),
+            ),
+            (TypeError, r"out\[1\] is a host array", (gx_buf, np.empty(3, dtype))),
+            (ValueError, r"the output buffers overlap each other$", (gx_buf, gx_buf.reshape(x.size)[:3])),
+            (
+                ValueError,
+                r"out\[0\] has shape \(3,\), expected \(2, 3, 4\)$",
+                (cuda.device_array(3, dtype), None),
+            ),
+            (TypeError, r"out must be the grad_x array or a pair", (gx_buf,)),
+        ]
+        for kind, pattern, out in bad_pairs:
+            try:
+                fa.prelu.backward(dx, dx, dw3, out=out)
+            except kind as exc:
+                assert re.search(rf"^prelu\.backward: {pattern}", str(exc)), (pattern, str(exc))
+            else:
+                raise AssertionError(f"accepted a bad out pair: {pattern}")
     return checked
 
 

@@ -91,6 +91,71 @@ def test_prelu_grad_weight_is_deterministic_across_threads():
             np.testing.assert_array_equal(r, results[0])
 
 
+def test_prelu_backward_fills_a_pair_of_out_buffers(dtype):
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-4, 4, (50, 3, 7)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    w = np.array([0.1, 0.2, 0.3], dtype)
+    want_gx, want_gw = fa.prelu.backward(g, x, w)
+    gx_buf, gw_buf = np.empty_like(x), np.empty(3, dtype)
+    gx, gw = fa.prelu.backward(g, x, w, out=(gx_buf, gw_buf))
+    assert gx is gx_buf and gw is gw_buf
+    np.testing.assert_array_equal(gx, want_gx)
+    np.testing.assert_array_equal(gw, want_gw)
+    # Either may be None (allocated), a list is a pair too, and a buffer
+    # may be strided or in the other byte order.
+    swapped = np.zeros(6, np.dtype(dtype).newbyteorder())[::2]
+    gx, gw = fa.prelu.backward(g, x, w, out=[None, swapped])
+    assert gw is swapped
+    np.testing.assert_array_equal(gx, want_gx)
+    np.testing.assert_array_equal(gw, want_gw)
+    gx, gw = fa.prelu.backward(g, x, w, out=(gx_buf, None))
+    assert gx is gx_buf and gw is not gw_buf
+    np.testing.assert_array_equal(gw, want_gw)
+    # The grad_weight buffer is filled after grad_x is complete, so it may
+    # be the weight itself (an update in place of the weight's memory).
+    w_copy = w.copy()
+    fa.prelu.backward(g, x, w_copy, out=(None, w_copy))
+    np.testing.assert_array_equal(w_copy, want_gw)
+    # Empty input: grad_weight is zero.
+    empty = np.empty((0, 3), dtype)
+    assert fa.prelu.backward(empty, empty, w, out=(None, gw_buf))[1] is gw_buf
+    np.testing.assert_array_equal(gw_buf, 0)
+
+
+def test_prelu_backward_bad_out_pairs(dtype):
+    x = np.ones((4, 3), dtype)
+    w = np.full(3, 0.25, dtype)
+    gx = np.empty_like(x)
+    cases = [
+        ((gx, np.empty(4, dtype)), ValueError, r"out\[1\] has shape \(4,\), expected \(3,\)"),
+        ((gx, np.empty(3, np.complex64)), TypeError, r"out\[1\] has dtype complex64"),
+        ((gx, np.zeros(3, dtype)[::-1]), None, None),  # reversed: fine
+        (
+            (gx, np.lib.stride_tricks.as_strided(np.zeros(1, dtype), (3,), (0,))),
+            ValueError,
+            r"out\[1\] has strides \(0,\) that make elements share memory",
+        ),
+        ((gx, gx.ravel()[3:6]), ValueError, "the output buffers overlap each other"),
+        ((np.empty((3, 4), dtype), None), ValueError, r"out\[0\] has shape \(3, 4\)"),
+        ((np.empty((4, 3), np.float16), None), TypeError, r"out\[0\] has dtype float16"),
+        ((gx, gx, gx), TypeError, "out must be the grad_x array or a pair"),
+        ((gx,), TypeError, "out must be the grad_x array or a pair"),
+        ((gx, [0.0, 0.0, 0.0]), TypeError, r"out\[1\] must be a numpy.ndarray"),
+    ]
+    read_only = np.empty(3, dtype)
+    read_only.flags.writeable = False
+    cases.append(((gx, read_only), ValueError, r"out\[1\] is read-only"))
+    for out, error, message in cases:
+        if error is None:
+            got = fa.prelu.backward(x, x, w, out=out)[1]
+            assert got is out[1]
+            np.testing.assert_array_equal(got, fa.prelu.backward(x, x, w)[1])
+            continue
+        with pytest.raises(error, match=rf"^prelu.backward: {message}"):
+            fa.prelu.backward(x, x, w, out=out)
+
+
 def test_prelu_bad_weights():
     x = np.zeros((2, 3, 4))
     with pytest.raises(
