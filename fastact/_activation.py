@@ -365,7 +365,7 @@ class PReLU(Activation):
         w, channels = self._weight(mode, weight, shape, dtype)
         if weight_out is not None:
             weight_out = self._weight_out(weight_out, w.size, dtype, outs[0])
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         if channels > 1:
             # The channel of an element follows its logical (C-order) position.
             arrays = [np.ascontiguousarray(a) for a in arrays]
@@ -373,7 +373,7 @@ class PReLU(Activation):
         if any(np.may_share_memory(w, o) for o in layout.flat_buffers):
             # Threads write the output while others still read the weights.
             w = w.copy()
-        inner = int(np.prod(shape[2:])) if len(shape) >= 2 else 1
+        inner = math.prod(shape[2:]) if len(shape) >= 2 else 1
         grad_weight = None
         if size:
             if mode == "backward":
