@@ -8,7 +8,8 @@ the kernels (libm's exp/tanh/cosh in double precision; their error, about
 ULP over the inputs whose exact result is a normal float32, where that error
 occurs, and counts special-value mismatches (NaN where a number is due and
 the reverse, wrong infinities). The error unit is the spacing of float32
-numbers at the exact value.
+numbers at the exact value. It exits with status 1 when the contract (4 ULP,
+no special-value mismatch) is broken.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import numpy as np
 from fastact._cli import positive_int
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
+# The numerics contract: f and f' within this many ULP wherever the exact
+# result is a normal number. ``main`` exits with status 1 beyond it.
+CONTRACT_ULP = 4.0
 
 
 def _references():
@@ -158,6 +162,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="fastact accuracy",
         description="Check float32 f and f' of activations on all 2^32 inputs against float64 references.",
+        epilog=f"Exit status 1 if an error exceeds {CONTRACT_ULP:g} ULP or a special value is wrong.",
     )
     parser.add_argument("names", nargs="*", help="activations (default: sigmoid tanh relu leaky_relu)")
     parser.add_argument(
@@ -184,10 +189,27 @@ def main(argv=None) -> int:
         results.append(check(name, step=args.step, progress=progress))
         print(file=sys.stderr)
     print(format_table(results))
-    bad = [r.name for r in results if r.special_mismatches]
-    if bad:
-        print(f"special-value mismatches in: {', '.join(bad)}; e.g. x = {results[0].examples}")
-    return 1 if bad else 0
+    failures = violations(results)
+    for line in failures:
+        print(line)
+    return 1 if failures else 0
+
+
+def violations(results) -> list[str]:
+    """One line per broken promise of the contract in ``results`` (empty if none)."""
+    lines = []
+    for r in results:
+        for what, err, at in (
+            ("f", r.max_ulp_value, r.at_value),
+            ("f'", r.max_ulp_derivative, r.at_derivative),
+        ):
+            if err > CONTRACT_ULP:
+                lines.append(
+                    f"{r.name}: {what} is {err:.3f} ULP off at x = {at:.9g}, beyond {CONTRACT_ULP:g} ULP"
+                )
+        if r.special_mismatches:
+            lines.append(f"{r.name}: {r.special_mismatches} special-value mismatches, e.g. x = {r.examples}")
+    return lines
 
 
 if __name__ == "__main__":
