@@ -22,7 +22,6 @@ small buffer and writes them out with non-temporal stores (see
 
 from __future__ import annotations
 
-import platform
 import threading
 
 import numpy as np
@@ -37,6 +36,7 @@ from fastact._config import (
     STREAM_BLOCK_BYTES,
     STREAM_CHUNKS_PER_THREAD,
     STREAM_MIN_BYTES_DEFAULT,
+    X86_64,
 )
 from fastact._math import mathlib
 
@@ -52,7 +52,7 @@ FLAT_LOOPS = ("elementwise", "random")
 # measured. Calls whose arrays together reach STREAM_MIN_BYTES stream their
 # outputs; None means the size of the last-level cache, read once from
 # sysfs (STREAM_MIN_BYTES_DEFAULT where it cannot be read).
-STREAMING = platform.machine().lower() in ("x86_64", "amd64")
+STREAMING = X86_64
 STREAM_MIN_BYTES: int | None = None
 _cache_bytes: int | None = None
 

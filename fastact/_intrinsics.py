@@ -30,13 +30,11 @@ name, while an ``@intrinsic`` object pickles with a random id that would make
 every process miss the cache.
 """
 
-import platform
-
 from llvmlite import ir
 from numba.core import types
 from numba.core.extending import intrinsic, register_jitable
 
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+from fastact._config import X86_64
 
 
 def _fence(builder, value, typ):
@@ -144,7 +142,7 @@ def stream_vector(dst, k, src, j):
 @intrinsic
 def _fence_stores(typingctx):
     def codegen(context, builder, sig, args):
-        if _X86:
+        if X86_64:
             # sfence: the fence that x86 defines for weakly ordered stores.
             fn = builder.module.declare_intrinsic(
                 "llvm.x86.sse.sfence", fnty=ir.FunctionType(ir.VoidType(), [])
