@@ -13,7 +13,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastact import _cpu
-from fastact._arrays import Layout, as_dtype, as_input, as_scalar, check_out, check_own_elements
+from fastact._arrays import (
+    Layout,
+    as_dtype,
+    as_input,
+    as_scalar,
+    check_out,
+    check_outputs_apart,
+    check_own_elements,
+)
 
 REGISTRY: dict[str, Activation] = {}
 
@@ -369,7 +377,7 @@ class PReLU(Activation):
         if channels > 1:
             # The channel of an element follows its logical (C-order) position.
             arrays = [np.ascontiguousarray(a) for a in arrays]
-        layout = Layout(arrays, outs, shape, dtype, where, (label,) if n_out == 1 else None)
+        layout = Layout(arrays, outs, shape, dtype, where, label)
         if any(np.may_share_memory(w, o) for o in layout.flat_buffers):
             # Threads write the output while others still read the weights.
             w = w.copy()
@@ -417,8 +425,8 @@ class PReLU(Activation):
         where = "prelu.backward"
         buffer = check_out(buffer, (size,), dtype, where, "out[1]")
         check_own_elements(buffer, where, "out[1]")
-        if grad_x_out is not None and np.may_share_memory(buffer, grad_x_out):
-            raise ValueError(f"{where}: the output buffers overlap each other")
+        if grad_x_out is not None:
+            check_outputs_apart((grad_x_out, buffer), where)
         return buffer
 
     def _backward(self, layout, w, channels, inner, size, dtype):

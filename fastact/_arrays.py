@@ -133,6 +133,14 @@ def check_own_elements(buf: np.ndarray, where: str, label: str) -> None:
         )
 
 
+def check_outputs_apart(outs, where: str) -> None:
+    """Raise ValueError if two of the out buffers ``outs`` share a byte (one would overwrite the other)."""
+    for i, a in enumerate(outs):
+        for b in outs[i + 1 :]:
+            if np.may_share_memory(a, b) and np.shares_memory(a, b):
+                raise ValueError(f"{where}: the output buffers overlap each other")
+
+
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     ia, ib = a.__array_interface__, b.__array_interface__
     return ia["data"][0] == ib["data"][0] and a.shape == b.shape and a.strides == b.strides
@@ -155,11 +163,11 @@ class Layout:
 
     __slots__ = ("flat_inputs", "flat_buffers", "results", "_copy_back")
 
-    def __init__(self, inputs, outs, shape, dtype, where=None, labels=None):
+    def __init__(self, inputs, outs, shape, dtype, where=None, label="out"):
         # Written for a low per-call overhead (this runs on every call): each
-        # flags object read once, 1-D arrays used as they are. ``where`` and
-        # ``labels`` (default "out", or "out[k]" in a pair) name the call
-        # and the caller's out buffers in errors.
+        # flags object read once, 1-D arrays used as they are. ``where`` names
+        # the call in errors, and ``label`` a single out buffer ("out[k]" in
+        # a pair), as in ``_prepare``.
         given = [o for o in outs if o is not None]
         if given:
             inputs = self._check_overlaps(inputs, given, where)
@@ -186,9 +194,7 @@ class Layout:
                 buf = o if type(o) is np.ndarray else o.view(np.ndarray)
                 flags = buf.flags
                 if not (flags.c_contiguous if order == "C" else flags.f_contiguous) or not buf.dtype.isnative:
-                    if labels is None:
-                        labels = ("out",) if len(outs) == 1 else tuple(f"out[{j}]" for j in range(len(outs)))
-                    check_own_elements(buf, where, labels[k])
+                    check_own_elements(buf, where, label if len(outs) == 1 else f"out[{k}]")
                     buf = np.empty(shape, dtype, order=order)
                     self._copy_back.append((o, buf))
             self.results.append(o)
@@ -197,10 +203,7 @@ class Layout:
 
     @staticmethod
     def _check_overlaps(inputs, given, where):
-        for i, a in enumerate(given):
-            for b in given[i + 1 :]:
-                if np.may_share_memory(a, b) and np.shares_memory(a, b):
-                    raise ValueError(f"{where}: the output buffers overlap each other")
+        check_outputs_apart(given, where)
         checked = inputs
         for k, a in enumerate(inputs):
             for o in given:
