@@ -141,6 +141,84 @@ def check_outputs_apart(outs, where: str) -> None:
                 raise ValueError(f"{where}: the output buffers overlap each other")
 
 
+def _apart(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` are distinct arrays known not to share a byte.
+
+    Two arrays that each allocated their own memory (``owndata``) never do;
+    otherwise their memory bounds are compared (no exact search: arrays whose
+    bounds meet count as overlapping).
+    """
+    if a is b:
+        return False
+    if a.flags.owndata and b.flags.owndata:
+        return True
+    return not np.may_share_memory(a, b)
+
+
+def _ready_out(o, arrays, dtype, shape) -> bool:
+    """True when the caller's out ``o`` can be written as it is: see :func:`ready_operands`."""
+    if type(o) is not np.ndarray or o.dtype != dtype or o.shape != shape:
+        return False
+    flags = o.flags
+    if not (flags.c_contiguous and flags.writeable):
+        return False
+    for a in arrays:
+        if a is not o and not _apart(a, o):
+            return False
+    return True
+
+
+def ready_operands(arrays, out, n_out: int):
+    """The flat operands of a call that needs no conversion, copy or careful check; else None.
+
+    Such a call passes inputs that are plain ndarrays of one native float
+    dtype (float32 or float64) and one shape, at least 1-D and not empty,
+    all C-contiguous; and outs (one, or a pair for ``n_out == 2``, either of
+    which may be None) that are plain, writable, C-contiguous ndarrays of
+    that dtype and shape, each an input itself (in place) or apart from
+    every input and from the other out. ``as_input``, ``check_out`` and
+    :class:`Layout` would convert, copy and refuse nothing there; this
+    returns what they would, ``(flat inputs, flat buffers, results)``, for a
+    fraction of their cost, which is most of a call on a small array. For
+    anything else it returns None, and the general path converts, copies or
+    raises its named error.
+    """
+    x = arrays[-1]
+    if type(x) is not np.ndarray:
+        return None
+    dtype, shape = x.dtype, x.shape
+    if dtype.char not in "fd" or not dtype.isnative or not shape or not x.size or not x.flags.c_contiguous:
+        return None
+    for a in arrays[:-1]:
+        if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
+            return None
+    if out is None:
+        results = [np.empty(shape, dtype)]
+        if n_out == 2:
+            results.append(np.empty(shape, dtype))
+    elif n_out == 1:
+        if not _ready_out(out, arrays, dtype, shape):
+            return None
+        results = [out]
+    else:
+        if type(out) not in (tuple, list) or len(out) != 2:
+            return None
+        y, dy = out
+        if y is None:
+            y = np.empty(shape, dtype)
+        elif not _ready_out(y, arrays, dtype, shape):
+            return None
+        if dy is None:
+            dy = np.empty(shape, dtype)
+        elif not _ready_out(dy, arrays, dtype, shape) or (out[0] is not None and not _apart(y, dy)):
+            return None
+        results = [y, dy]
+    if len(shape) == 1:
+        return arrays, tuple(results), results
+    # ravel() of a C-contiguous array is a view.
+    return tuple([a.ravel() for a in arrays]), tuple([r.ravel() for r in results]), results
+
+
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     ia, ib = a.__array_interface__, b.__array_interface__
     return ia["data"][0] == ib["data"][0] and a.shape == b.shape and a.strides == b.strides

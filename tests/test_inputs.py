@@ -302,3 +302,140 @@ def test_registry_and_api():
     assert fa.leaky_relu(x.astype(np.float64)).tolist() == [-0.02, 3.0]
     assert fa.leaky_relu(x, negative_slope=0.5).tolist() == [-1.0, 3.0]
     assert fa.leaky_relu(x).tolist() == [np.float32(-0.02), 3.0]
+
+
+def _ready_cases(dtype):
+    """(description, arrays, out, n_out, taken): calls the fast path should take or leave."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-4, 4, 60).astype(dtype)
+    x2 = x.reshape(6, 10)
+    g = rng.standard_normal(60).astype(dtype)
+    e = lambda: np.empty_like(x)  # noqa: E731
+    shared = np.empty(120, dtype)  # two outs that are views of one buffer, apart
+    read_only = e()
+    read_only.flags.writeable = False
+    other = np.float64 if dtype == np.float32 else np.float32
+    return [
+        ("1-D, no out", (x,), None, 1, True),
+        ("1-D, no outs, fused", (x,), None, 2, True),
+        ("2-D with out", (x2,), np.empty_like(x2), 1, True),
+        ("in place", (x,), x, 1, True),
+        ("fused, y in place", (x,), (x, e()), 2, True),
+        ("fused pair", (x,), (e(), e()), 2, True),
+        ("fused pair, y only", (x,), (e(), None), 2, True),
+        ("fused pair, dy only", (x,), (None, e()), 2, True),
+        ("views of one buffer, apart", (x,), (shared[:60], shared[60:]), 2, True),
+        ("backward into grad_out", (g, x), g, 1, True),
+        ("list", ([1.0, 2.0],), None, 1, False),
+        ("integers", (np.arange(4),), None, 1, False),
+        ("float16", (x.astype(np.float16),), None, 1, False),
+        ("non-native", (x.astype(x.dtype.newbyteorder()),), None, 1, False),
+        ("0-d", (np.array(1.5, dtype),), None, 1, False),
+        ("empty", (np.empty(0, dtype),), None, 1, False),
+        ("strided", (x[::2],), None, 1, False),
+        ("Fortran order", (np.asfortranarray(x2),), None, 1, False),
+        ("grad_out of another dtype", (g.astype(other), x), None, 1, False),
+        ("grad_out strided", (np.repeat(g, 2)[::2], x), None, 1, False),
+        ("out of another dtype", (x,), x.astype(other), 1, False),
+        ("out of another shape", (x,), np.empty(61, dtype), 1, False),
+        ("read-only out", (x,), read_only, 1, False),
+        ("strided out", (x,), np.empty(120, dtype)[::2], 1, False),
+        ("out a subclass", (x2,), np.asmatrix(np.empty_like(x2)), 1, False),
+        ("out at an offset over x", (shared[1:61],), shared[:60], 1, False),
+        ("out a second view of x", (x,), x[:], 1, False),
+        ("fused out not a pair", (x,), (e(), e(), e()), 2, False),
+        ("fused out one buffer twice", (x,), (shared[:60], shared[:60]), 2, False),
+        ("fused outs overlapping", (x,), (shared[:60], shared[30:90]), 2, False),
+        ("out a list", (x,), [0.0] * 60, 1, False),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_fast_path_takes_only_calls_that_need_no_conversion_or_copy(dtype, monkeypatch):
+    """The per-call fast path (``ready_operands``) against the general path (Layout).
+
+    Where it takes a call, the results must be the general path's, bit for
+    bit, written into the same buffers; every other call must be left to the
+    general path, which converts, copies or raises its named error.
+    """
+    from fastact import _activation, _arrays
+
+    act = fa.sigmoid
+    methods = {1: act, 2: act.fused}
+    for text, arrays, out, n_out, taken in _ready_cases(dtype):
+        ready = _arrays.ready_operands(arrays, out, n_out)
+        assert (ready is not None) == taken, text
+        if not taken:
+            continue
+        inputs, buffers, results = ready
+        assert all(a.ndim == 1 and a.flags.c_contiguous for a in (*inputs, *buffers)), text
+        assert len(results) == n_out and all(r.shape == arrays[-1].shape for r in results), text
+        given = out if isinstance(out, tuple) else (out,) * n_out
+        for k, (r, o) in enumerate(zip(results, given, strict=True)):
+            assert o is None or r is o, text
+            assert np.shares_memory(r, buffers[k]), text
+
+    def clone(arrays, out):
+        # Fresh copies with the same identities (an out that is an input stays one).
+        copies = {}
+        for a in (*arrays, *(out if isinstance(out, tuple) else (out,))):
+            if isinstance(a, np.ndarray) and id(a) not in copies:
+                copies[id(a)] = np.array(a, copy=True)
+        new_out = tuple(copies.get(id(o)) for o in out) if isinstance(out, tuple) else copies.get(id(out))
+        return [copies[id(a)] for a in arrays], new_out
+
+    def run(arrays, out, n_out):
+        method = act.backward if len(arrays) == 2 else methods[n_out]
+        got = method(*arrays, out=out)
+        return got if isinstance(got, tuple) else (got,)
+
+    # The same calls through the general path alone give the same bits.
+    for text, arrays, out, n_out, taken in _ready_cases(dtype):
+        if not taken or text == "views of one buffer, apart":
+            continue
+        fast = run(*clone(arrays, out), n_out)
+        with monkeypatch.context() as patch:
+            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            general = run(*clone(arrays, out), n_out)
+        for a, b in zip(fast, general, strict=True):
+            assert a.dtype == dtype and a.shape == arrays[-1].shape, text
+            np.testing.assert_array_equal(a, b, err_msg=text)
+
+
+def test_keywords_given_again_are_checked_and_converted_again_unless_the_same_objects(dtype):
+    x = np.array([-2.0, -0.5, 0.0, 3.0], dtype)
+    act = fa.leaky_relu
+    slope = 0.3
+    want = np.where(x > 0, x, x * dtype.type(slope))
+    for _ in range(3):
+        np.testing.assert_array_equal(act(x, negative_slope=slope), want)
+    # The same object on data of the other dtype: converted for that dtype.
+    other = x.astype(np.float64 if dtype == np.float32 else np.float32)
+    np.testing.assert_array_equal(
+        act(other, negative_slope=slope), np.where(other > 0, other, other * other.dtype.type(slope))
+    )
+    # Another value, then an equal value of another type: each checked on its own.
+    np.testing.assert_array_equal(act(x, negative_slope=0.25), np.where(x > 0, x, x * dtype.type(0.25)))
+    one = 1
+    np.testing.assert_array_equal(act(x, negative_slope=one), x)
+    with pytest.raises(TypeError, match="real number, got True"):
+        act(x, negative_slope=True)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        act(x, negative_slope=one, slope=one)
+    huge = 1e300
+    for _ in range(2):
+        if dtype == np.float32:
+            with pytest.raises(ValueError, match="beyond the range of float32"):
+                act(x, negative_slope=huge)
+        else:
+            np.testing.assert_array_equal(act(x, negative_slope=huge), np.where(x > 0, x, x * huge))
+    # RReLU in training without a seed draws its slopes afresh on every call,
+    # though the keywords are the same objects.
+    z = np.full(4096, -1.0, dtype)
+    training = True
+    first, second = fa.rrelu(z, training=training), fa.rrelu(z, training=training)
+    assert not np.array_equal(first, second)
+    seed = 12345
+    np.testing.assert_array_equal(
+        fa.rrelu(z, training=training, seed=seed), fa.rrelu(z, training=True, seed=seed)
+    )
