@@ -399,50 +399,54 @@ class PReLU(Activation):
         return as_dtype(w, dtype, f"prelu.{method}: weight"), channels
 
     def _channelwise(self, mode, arrays, weight, out, names, n_out, label="out", weight_out=None):
-        if _on_device((*arrays, weight), (out, weight_out)):
-            from fastact import cuda
+        # The fast path (see ready_operands) where the weights, and any
+        # grad_weight buffer, are plain ndarrays too: a device array among
+        # them goes to the CUDA path as before.
+        ready = None
+        if type(weight) is np.ndarray and (weight_out is None or type(weight_out) is np.ndarray):
+            ready = ready_operands(arrays, out, n_out)
+        if ready is not None:
+            inputs, buffers, results = ready
+            x = arrays[-1]
+            shape, dtype, scalar, where = x.shape, x.dtype, False, f"prelu.{mode}"
+        else:
+            if _on_device((*arrays, weight), (out, weight_out)):
+                from fastact import cuda
 
-            return cuda.run_prelu(
-                self, mode, arrays, names, weight, out, n_out, self._count_channels, label, weight_out
-            )
-        arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out, label)
+                return cuda.run_prelu(
+                    self, mode, arrays, names, weight, out, n_out, self._count_channels, label, weight_out
+                )
+            arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out, label)
         w, channels = self._weight(mode, weight, shape, dtype)
         if weight_out is not None:
-            weight_out = self._weight_out(weight_out, w.size, dtype, outs[0])
+            weight_out = self._weight_out(weight_out, w.size, dtype, out)
+        if ready is None:
+            if channels > 1:
+                # The channel of an element follows its logical (C-order) position.
+                arrays = [np.ascontiguousarray(a) for a in arrays]
+            layout = Layout(arrays, outs, shape, dtype, where, label)
+            inputs, buffers = layout.flat_inputs, layout.flat_buffers
         size = math.prod(shape)
-        if channels > 1:
-            # The channel of an element follows its logical (C-order) position.
-            arrays = [np.ascontiguousarray(a) for a in arrays]
-        layout = Layout(arrays, outs, shape, dtype, where, label)
-        if any(np.may_share_memory(w, o) for o in layout.flat_buffers):
-            # Threads write the output while others still read the weights.
-            w = w.copy()
+        for o in buffers:
+            if np.may_share_memory(w, o):
+                # Threads write the output while others still read the weights.
+                w = w.copy()
+                break
         inner = math.prod(shape[2:]) if len(shape) >= 2 else 1
         grad_weight = None
         if size:
             if mode == "backward":
-                grad_weight = self._backward(layout, w, channels, inner, size, dtype)
+                grad_weight = self._backward(inputs, buffers[0], w, channels, inner, size, dtype)
             elif channels == 1:
-                _cpu.launch(
-                    self, dtype, mode, "elementwise", size, layout.flat_inputs, layout.flat_buffers, (w[0],)
-                )
+                _cpu.launch(self, dtype, mode, "elementwise", size, inputs, buffers, (w[0],))
             else:
                 loop = "rows" if inner > 1 else "lanes"
                 _cpu.launch(
-                    self,
-                    dtype,
-                    mode,
-                    loop,
-                    size,
-                    layout.flat_inputs,
-                    layout.flat_buffers,
-                    w,
-                    np.int64(channels),
-                    np.int64(inner),
+                    self, dtype, mode, loop, size, inputs, buffers, w, np.int64(channels), np.int64(inner)
                 )
         elif mode == "backward":
             grad_weight = np.zeros(w.size, dtype)
-        result = self._result(layout.finish(), scalar, n_out)
+        result = self._result(results if ready is not None else layout.finish(), scalar, n_out)
         if mode != "backward":
             return result
         if weight_out is not None:
@@ -465,8 +469,8 @@ class PReLU(Activation):
             check_outputs_apart((grad_x_out, buffer), where)
         return buffer
 
-    def _backward(self, layout, w, channels, inner, size, dtype):
-        """grad_x into the layout's buffer; grad_weight from per-block partial sums.
+    def _backward(self, inputs, gx, w, channels, inner, size, dtype):
+        """grad_x into the flat buffer ``gx``; grad_weight from per-block partial sums.
 
         The kernels sum in a fixed order set by the shape alone (fixed blocks,
         interleaved running sums, strict IEEE arithmetic), and the partial
@@ -475,8 +479,7 @@ class PReLU(Activation):
         """
         from fastact._config import REDUCTION_BLOCK, REDUCTION_LANES
 
-        g, x = layout.flat_inputs
-        (gx,) = layout.flat_buffers
+        g, x = inputs
         if channels == 1:
             partial = np.empty((-(-size // REDUCTION_BLOCK), REDUCTION_LANES), dtype)
             _cpu.launch(self, dtype, "prelu_backward", "elementwise", size, g, x, gx, partial, w)

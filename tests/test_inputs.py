@@ -439,3 +439,46 @@ def test_keywords_given_again_are_checked_and_converted_again_unless_the_same_ob
     np.testing.assert_array_equal(
         fa.rrelu(z, training=training, seed=seed), fa.rrelu(z, training=True, seed=seed)
     )
+
+
+def test_prelu_fast_path_matches_the_general_path(dtype, monkeypatch):
+    from fastact import _activation
+
+    rng = np.random.default_rng(11)
+    cases = [
+        (rng.uniform(-3, 3, 50).astype(dtype), np.array([0.2], dtype)),  # one weight
+        (rng.uniform(-3, 3, (6, 10)).astype(dtype), rng.uniform(0, 1, 10).astype(dtype)),  # lanes
+        (rng.uniform(-3, 3, (3, 4, 20)).astype(dtype), rng.uniform(0, 1, 4).astype(dtype)),  # rows
+    ]
+
+    def calls(x, w):
+        g = np.linspace(-1, 1, x.size, dtype=dtype).reshape(x.shape)
+        y, d, gx, gw = (np.empty_like(x), np.empty_like(x), np.empty_like(x), np.empty_like(w))
+        return [
+            fa.prelu(x, w),
+            fa.prelu(x, w, out=y).copy(),
+            fa.prelu.derivative(x, w),
+            *fa.prelu.fused(x, w),
+            *[a.copy() for a in fa.prelu.fused(x, w, out=(y, d))],
+            *fa.prelu.backward(g, x, w),
+            *[a.copy() for a in fa.prelu.backward(g, x, w, out=(gx, gw))],
+            # The weights as their own grad_weight buffer, and grad_x over g.
+            *fa.prelu.backward(g.copy(), x, w.copy(), out=(None, w.copy())),
+            fa.prelu.backward(g.copy(), x, w)[0],
+        ]
+
+    for x, w in cases:
+        fast = calls(x, w)
+        with monkeypatch.context() as patch:
+            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            general = calls(x, w)
+        for k, (a, b) in enumerate(zip(fast, general, strict=True)):
+            assert a.dtype == dtype, k
+            np.testing.assert_array_equal(a, b, err_msg=f"shape {x.shape}, result {k}")
+    # In place: the output over x, and grad_x over grad_out, with the weights
+    # given as a plain array that the output must not overwrite.
+    x, w = cases[1]
+    want = np.where(x > 0, x, x * w)
+    z = x.copy()
+    assert fa.prelu(z, w, out=z) is z
+    np.testing.assert_array_equal(z, want)
