@@ -482,3 +482,24 @@ def test_prelu_fast_path_matches_the_general_path(dtype, monkeypatch):
     z = x.copy()
     assert fa.prelu(z, w, out=z) is z
     np.testing.assert_array_equal(z, want)
+
+
+def test_keywords_from_many_threads_at_once_give_each_call_its_own_values(dtype):
+    # Threads that pass different slopes race for the memo of the last
+    # keywords; every call must still use its own.
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.linspace(-4, 4, 256, dtype=dtype)
+    slopes = [0.05 * (k + 1) for k in range(8)]
+
+    def work(slope):
+        wrong = 0
+        want = np.where(x > 0, x, x * dtype.type(slope))
+        for _ in range(200):
+            wrong += not np.array_equal(fa.leaky_relu(x, negative_slope=slope), want)
+            y, d = fa.leaky_relu.fused(x, negative_slope=slope)
+            wrong += not np.array_equal(d, np.where(x > 0, 1, dtype.type(slope)))
+        return wrong
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(work, slopes)) == [0] * 8
