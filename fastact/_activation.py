@@ -157,25 +157,45 @@ class Activation:
         return tuple(as_scalar(values[k], dtype, f"{self.name}: {k}") for k in self._defaults)
 
     # -- entry points --------------------------------------------------------
-    def __call__(self, x: ArrayLike, *, out: np.ndarray | None = None, **params) -> np.ndarray:
+    # Parameters and ``out`` are keywords. ``*extra`` only catches positional
+    # arguments after the arrays, to say so by name (torch's
+    # ``F.leaky_relu(x, 0.2)`` passes its slope positionally).
+    def __call__(self, x: ArrayLike, *extra, out: np.ndarray | None = None, **params) -> np.ndarray:
         """f(x), elementwise."""
+        if extra:
+            self._refuse_positional("forward", ("x",), extra)
         return self._elementwise("forward", (x,), out, params, ("x",), 1)
 
-    def derivative(self, x: ArrayLike, *, out: np.ndarray | None = None, **params) -> np.ndarray:
+    def derivative(self, x: ArrayLike, *extra, out: np.ndarray | None = None, **params) -> np.ndarray:
         """f'(x), elementwise, computed from x."""
+        if extra:
+            self._refuse_positional("derivative", ("x",), extra)
         return self._elementwise("derivative", (x,), out, params, ("x",), 1)
 
     def fused(
-        self, x: ArrayLike, *, out: tuple[np.ndarray, np.ndarray] | None = None, **params
+        self, x: ArrayLike, *extra, out: tuple[np.ndarray, np.ndarray] | None = None, **params
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(f(x), f'(x))`` in one pass over memory; ``out=(y, dy)``."""
+        if extra:
+            self._refuse_positional("fused", ("x",), extra)
         return self._elementwise("fused", (x,), out, params, ("x",), 2)
 
     def backward(
-        self, grad_out: ArrayLike, x: ArrayLike, *, out: np.ndarray | None = None, **params
+        self, grad_out: ArrayLike, x: ArrayLike, *extra, out: np.ndarray | None = None, **params
     ) -> np.ndarray:
         """``grad_out * f'(x)`` in one pass, f' recomputed from x."""
+        if extra:
+            self._refuse_positional("backward", ("grad_out", "x"), extra)
         return self._elementwise("backward", (grad_out, x), out, params, ("grad_out", "x"), 1)
+
+    def _refuse_positional(self, method, names, extra):
+        given = ", ".join(f"{k}={v!r}" for k, v in self._defaults.items())
+        how = f"parameters by name ({given}) and the output" if given else "the output"
+        raise TypeError(
+            f"{self.name}.{method}() takes only {' and '.join(names)} positionally, "
+            f"got {len(extra)} more positional argument{'s' if len(extra) > 1 else ''}; "
+            f"pass {how} as out=..."
+        )
 
     # -- machinery -------------------------------------------------------------
     def _prepare(self, method, arrays, names, out, n_out, label="out"):

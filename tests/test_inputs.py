@@ -254,8 +254,19 @@ def test_unknown_and_bad_keywords():
         fa.leaky_relu.fused(np.ones(2), slope=0.1)
     with pytest.raises(TypeError, match="real number"):
         fa.leaky_relu(np.ones(2), negative_slope="0.1")
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match=r"^sigmoid\.forward\(\) takes only x positionally, got 1 more .* as out="
+    ):
         fa.sigmoid(np.ones(2), np.ones(2))  # out is keyword-only
+    # torch's F.leaky_relu(x, 0.2) passes the slope positionally; here it is a keyword.
+    with pytest.raises(TypeError, match=r"^leaky_relu\.forward\(\) .* by name \(negative_slope=0\.01\)"):
+        fa.leaky_relu(np.ones(2), 0.2)
+    with pytest.raises(TypeError, match=r"^rrelu\.fused\(\) .* got 2 more positional arguments"):
+        fa.rrelu.fused(np.ones(2), 0.1, 0.3)
+    with pytest.raises(TypeError, match=r"^tanh\.backward\(\) takes only grad_out and x positionally"):
+        fa.tanh.backward(np.ones(2), np.ones(2), np.ones(2))
+    with pytest.raises(TypeError, match=r"^relu\.derivative\(\)"):
+        fa.relu.derivative(np.ones(2), np.ones(2))
 
 
 def test_parameters_beyond_the_range_of_the_dtype_raise(recwarn):
