@@ -192,7 +192,7 @@ class Activation:
         given = ", ".join(f"{k}={v!r}" for k, v in self._defaults.items())
         how = f"parameters by name ({given}) and the output" if given else "the output"
         raise TypeError(
-            f"{self.name}.{method}() takes only {' and '.join(names)} positionally, "
+            f"{self.name}.{method}() takes only {_listed(names)} positionally, "
             f"got {len(extra)} more positional argument{'s' if len(extra) > 1 else ''}; "
             f"pass {how} as out=..."
         )
@@ -275,6 +275,11 @@ class Activation:
 _MISSING = object()
 
 
+def _listed(names) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _same_objects(given: dict, last: dict) -> bool:
     """True when ``given`` holds the very objects of ``last`` under the same keys."""
     if len(given) != len(last):
@@ -355,18 +360,26 @@ class RReLU(Activation):
 class PReLU(Activation):
     """PReLU: the leaky slope is a weight of 1 or C values (C on dim 1)."""
 
-    def __call__(self, x: ArrayLike, weight: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, x: ArrayLike, weight: ArrayLike, *extra, out: np.ndarray | None = None) -> np.ndarray:
         """f(x) with slope ``weight`` for the channel of each element."""
+        if extra:
+            self._refuse_positional("forward", ("x", "weight"), extra)
         return self._channelwise("forward", (x,), weight, out, ("x",), 1)
 
-    def derivative(self, x: ArrayLike, weight: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
+    def derivative(
+        self, x: ArrayLike, weight: ArrayLike, *extra, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """∂f/∂x, elementwise."""
+        if extra:
+            self._refuse_positional("derivative", ("x", "weight"), extra)
         return self._channelwise("derivative", (x,), weight, out, ("x",), 1)
 
     def fused(
-        self, x: ArrayLike, weight: ArrayLike, *, out: tuple[np.ndarray, np.ndarray] | None = None
+        self, x: ArrayLike, weight: ArrayLike, *extra, out: tuple[np.ndarray, np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(f(x), ∂f/∂x)`` in one pass; ``out=(y, dy)``."""
+        if extra:
+            self._refuse_positional("fused", ("x", "weight"), extra)
         return self._channelwise("fused", (x,), weight, out, ("x",), 2)
 
     def backward(
@@ -374,7 +387,7 @@ class PReLU(Activation):
         grad_out: ArrayLike,
         x: ArrayLike,
         weight: ArrayLike,
-        *,
+        *extra,
         out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(grad_out * ∂f/∂x, grad_weight)``.
@@ -383,6 +396,8 @@ class PReLU(Activation):
         (either may be None); grad_weight has one value per weight (shape
         ``(weight.size,)``).
         """
+        if extra:
+            self._refuse_positional("backward", ("grad_out", "x", "weight"), extra)
         label, weight_out = "out", None
         if isinstance(out, (tuple, list)):
             if len(out) != 2:

@@ -267,6 +267,15 @@ def test_unknown_and_bad_keywords():
         fa.tanh.backward(np.ones(2), np.ones(2), np.ones(2))
     with pytest.raises(TypeError, match=r"^relu\.derivative\(\)"):
         fa.relu.derivative(np.ones(2), np.ones(2))
+    w = np.ones(1)
+    with pytest.raises(TypeError, match=r"^prelu\.forward\(\) takes only x and weight positionally"):
+        fa.prelu(np.ones(2), w, np.ones(2))
+    with pytest.raises(TypeError, match=r"^prelu\.fused\(\) .* pass the output as out="):
+        fa.prelu.fused(np.ones(2), w, np.ones(2))
+    with pytest.raises(
+        TypeError, match=r"^prelu\.backward\(\) takes only grad_out, x and weight positionally"
+    ):
+        fa.prelu.backward(np.ones(2), np.ones(2), w, np.ones(2))
 
 
 def test_parameters_beyond_the_range_of_the_dtype_raise(recwarn):
