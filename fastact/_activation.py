@@ -198,31 +198,47 @@ class Activation:
         )
 
     # -- machinery -------------------------------------------------------------
-    def _prepare(self, method, arrays, names, out, n_out, label="out"):
-        """Convert and check inputs and ``out``; return what the kernels need.
+    def _convert(self, method, arrays, names):
+        """The inputs as float32 or float64 ndarrays of one shape and dtype.
 
-        ``label`` names a single ``out`` in errors ("out[0]" where it came
-        from a pair).
+        Returns ``arrays`` itself when nothing needed converting. Several
+        inputs (backward's grad_out and x) must share x's shape, and take
+        their common dtype as in NumPy's promotion.
 
         Written for a low per-call overhead (a few microseconds): ready
         float arrays skip the conversion, and messages are formatted only
         when raised.
         """
-        converted = list(arrays)
-        for i, a in enumerate(converted):
+        converted = None
+        for i, a in enumerate(arrays):
             if type(a) is not np.ndarray or a.dtype.char not in "fd" or not a.dtype.isnative:
-                converted[i] = as_input(a, f"{self.name}.{method}: {names[i]}")
-        x = converted[-1]
-        shape = x.shape
-        dtype = x.dtype
-        if len(converted) > 1:
-            for a, n in zip(converted, names, strict=True):
+                if converted is None:
+                    converted = list(arrays)
+                # Both callers have sent device arrays to the CUDA path already.
+                converted[i] = as_input(a, f"{self.name}.{method}: {names[i]}", device_checked=True)
+        if len(arrays) > 1:
+            current = arrays if converted is None else converted
+            shape = current[-1].shape
+            for a, n in zip(current, names, strict=True):
                 if a.shape != shape:
                     raise ValueError(
                         f"{self.name}.{method}: {n} has shape {a.shape}, but x has shape {shape}"
                     )
-            dtype = np.result_type(*converted)
-            converted = [a.astype(dtype, copy=False) for a in converted]
+            dtype = np.result_type(*current)
+            if any(a.dtype != dtype for a in current):
+                converted = [a.astype(dtype, copy=False) for a in current]
+        return arrays if converted is None else tuple(converted)
+
+    def _prepare(self, method, arrays, names, out, n_out, label="out"):
+        """Convert and check inputs and ``out``; return what the kernels need.
+
+        ``label`` names a single ``out`` in errors ("out[0]" where it came
+        from a pair).
+        """
+        converted = self._convert(method, arrays, names)
+        x = converted[-1]
+        shape = x.shape
+        dtype = x.dtype
         where = None if out is None else f"{self.name}.{method}"
         if out is None:
             outs = [None] * n_out
@@ -248,15 +264,23 @@ class Activation:
     def _elementwise(self, mode, arrays, out, params, names, n_out):
         values = self._params(mode, params)
         ready = ready_operands(arrays, out, n_out)
+        if ready is None:
+            if _on_device(arrays, out):
+                from fastact import cuda
+
+                return cuda.run(
+                    self, mode, arrays, names, out, n_out, lambda dt: self._call_params(values, dt)
+                )
+            # Lists, CPU tensors, integers: once converted, they may be ready.
+            converted = self._convert(mode, arrays, names)
+            if converted is not arrays:
+                ready = ready_operands(converted, out, n_out)
+                arrays = converted
         if ready is not None:
             inputs, buffers, results = ready
             x = inputs[-1]
             self._launch(mode, x.dtype, inputs, buffers, x.size, values)
             return results[0] if n_out == 1 else tuple(results)
-        if _on_device(arrays, out):
-            from fastact import cuda
-
-            return cuda.run(self, mode, arrays, names, out, n_out, lambda dt: self._call_params(values, dt))
         arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out)
         layout = Layout(arrays, outs, shape, dtype, where)
         size = arrays[-1].size
@@ -429,28 +453,33 @@ class PReLU(Activation):
         return channels
 
     def _weight(self, method, weight, shape, dtype):
-        w = as_input(weight, f"prelu.{method}: weight")
+        # _channelwise has sent a device weight to the CUDA path already.
+        w = as_input(weight, f"prelu.{method}: weight", device_checked=True)
         channels = self._count_channels(method, w.size, w.ndim, shape)
         return as_dtype(w, dtype, f"prelu.{method}: weight"), channels
 
     def _channelwise(self, mode, arrays, weight, out, names, n_out, label="out", weight_out=None):
-        # The fast path (see ready_operands) where the weights, and any
-        # grad_weight buffer, are plain ndarrays too: a device array among
-        # them goes to the CUDA path as before.
-        ready = None
-        if type(weight) is np.ndarray and (weight_out is None or type(weight_out) is np.ndarray):
-            ready = ready_operands(arrays, out, n_out)
-        if ready is not None:
-            inputs, buffers, results = ready
-            x = arrays[-1]
-            shape, dtype, scalar, where = x.shape, x.dtype, False, f"prelu.{mode}"
-        else:
+        ready = ready_operands(arrays, out, n_out)
+        # A plain ndarray weight (and grad_weight buffer) needs no device probe.
+        plain = type(weight) is np.ndarray and (weight_out is None or type(weight_out) is np.ndarray)
+        if ready is None or not plain:
             if _on_device((*arrays, weight), (out, weight_out)):
                 from fastact import cuda
 
                 return cuda.run_prelu(
                     self, mode, arrays, names, weight, out, n_out, self._count_channels, label, weight_out
                 )
+            if ready is None:
+                # Lists, CPU tensors, integers: once converted, they may be ready.
+                converted = self._convert(mode, arrays, names)
+                if converted is not arrays:
+                    ready = ready_operands(converted, out, n_out)
+                    arrays = converted
+        if ready is not None:
+            inputs, buffers, results = ready
+            x = arrays[-1]
+            shape, dtype, scalar, where = x.shape, x.dtype, False, f"prelu.{mode}"
+        else:
             arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out, label)
         w, channels = self._weight(mode, weight, shape, dtype)
         if weight_out is not None:

@@ -421,6 +421,28 @@ def test_fast_path_takes_only_calls_that_need_no_conversion_or_copy(dtype, monke
             assert a.dtype == dtype and a.shape == arrays[-1].shape, text
             np.testing.assert_array_equal(a, b, err_msg=text)
 
+    # Inputs that need converting first (lists, integers, 0-d, other byte
+    # orders, backward's mixed dtypes) take the fast path once converted
+    # where they can; the bits are the general path's either way.
+    x = np.linspace(-5, 5, 40).astype(dtype)
+    other = np.float64 if dtype == np.float32 else np.float32
+    converted_cases = [
+        ((x.tolist(),), 1),
+        ((np.arange(-20, 20),), 2),
+        ((1.5,), 1),
+        ((x.astype(x.dtype.newbyteorder()),), 2),
+        ((x.astype(other), x), 1),
+        ((x.tolist(), x), 1),
+    ]
+    for arrays, n_out in converted_cases:
+        fast = run(arrays, None, n_out)
+        with monkeypatch.context() as patch:
+            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            general = run(arrays, None, n_out)
+        for a, b in zip(fast, general, strict=True):
+            assert type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape, arrays
+            np.testing.assert_array_equal(a, b)
+
 
 def test_keywords_given_again_are_checked_and_converted_again_unless_the_same_objects(dtype):
     x = np.array([-2.0, -0.5, 0.0, 3.0], dtype)
@@ -495,6 +517,26 @@ def test_prelu_fast_path_matches_the_general_path(dtype, monkeypatch):
         for k, (a, b) in enumerate(zip(fast, general, strict=True)):
             assert a.dtype == dtype, k
             np.testing.assert_array_equal(a, b, err_msg=f"shape {x.shape}, result {k}")
+    # Converted inputs (a list, integers) and a weight given as a number or a list.
+    x = np.linspace(-3, 3, 24).astype(dtype).reshape(4, 6)
+    converted = [
+        lambda: fa.prelu(x.tolist(), np.full(6, 0.25, dtype)),
+        lambda: fa.prelu(x, 0.25),
+        lambda: fa.prelu.fused(np.arange(-12, 12).reshape(4, 6), [0.5] * 6),
+        lambda: fa.prelu.backward(x.tolist(), x, np.full(6, 0.25, dtype)),
+    ]
+    for k, call in enumerate(converted):
+        fast = call()
+        with monkeypatch.context() as patch:
+            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            general = call()
+        for a, b in zip(
+            fast if isinstance(fast, tuple) else (fast,),
+            general if isinstance(general, tuple) else (general,),
+            strict=True,
+        ):
+            assert a.dtype == b.dtype, k
+            np.testing.assert_array_equal(a, b, err_msg=f"converted call {k}")
     # In place: the output over x, and grad_x over grad_out, with the weights
     # given as a plain array that the output must not overwrite.
     x, w = cases[1]
