@@ -229,6 +229,18 @@ class Activation:
                 converted = [a.astype(dtype, copy=False) for a in current]
         return arrays if converted is None else tuple(converted)
 
+    def _converted_ready(self, method, arrays, names, out, n_out):
+        """``(inputs, ready_operands of them)`` for inputs that the fast path did not take as given.
+
+        Lists, CPU tensors, integer arrays and the like may be ready once
+        converted; the operands are None where nothing was converted (the
+        fast path has already refused those arrays).
+        """
+        converted = self._convert(method, arrays, names)
+        if converted is arrays:
+            return arrays, None
+        return converted, ready_operands(converted, out, n_out)
+
     def _prepare(self, method, arrays, names, out, n_out, label="out"):
         """Convert and check inputs and ``out``; return what the kernels need.
 
@@ -271,11 +283,7 @@ class Activation:
                 return cuda.run(
                     self, mode, arrays, names, out, n_out, lambda dt: self._call_params(values, dt)
                 )
-            # Lists, CPU tensors, integers: once converted, they may be ready.
-            converted = self._convert(mode, arrays, names)
-            if converted is not arrays:
-                ready = ready_operands(converted, out, n_out)
-                arrays = converted
+            arrays, ready = self._converted_ready(mode, arrays, names, out, n_out)
         if ready is not None:
             inputs, buffers, results = ready
             x = inputs[-1]
@@ -470,11 +478,7 @@ class PReLU(Activation):
                     self, mode, arrays, names, weight, out, n_out, self._count_channels, label, weight_out
                 )
             if ready is None:
-                # Lists, CPU tensors, integers: once converted, they may be ready.
-                converted = self._convert(mode, arrays, names)
-                if converted is not arrays:
-                    ready = ready_operands(converted, out, n_out)
-                    arrays = converted
+                arrays, ready = self._converted_ready(mode, arrays, names, out, n_out)
         if ready is not None:
             inputs, buffers, results = ready
             x = arrays[-1]
