@@ -232,22 +232,22 @@ class Activation:
     def _converted_ready(self, method, arrays, names, out, n_out):
         """``(inputs, ready_operands of them)`` for inputs that the fast path did not take as given.
 
-        Lists, CPU tensors, integer arrays and the like may be ready once
-        converted; the operands are None where nothing was converted (the
-        fast path has already refused those arrays).
+        The inputs come back converted (:meth:`_convert`), as ``_prepare``
+        takes them. Lists, CPU tensors, integer arrays and the like may be
+        ready once converted; the operands are None where nothing was
+        converted (the fast path has already refused those arrays).
         """
         converted = self._convert(method, arrays, names)
         if converted is arrays:
             return arrays, None
         return converted, ready_operands(converted, out, n_out)
 
-    def _prepare(self, method, arrays, names, out, n_out, label="out"):
-        """Convert and check inputs and ``out``; return what the kernels need.
+    def _prepare(self, method, converted, out, n_out, label="out"):
+        """Check ``out`` against inputs already converted by :meth:`_convert`; return what the kernels need.
 
         ``label`` names a single ``out`` in errors ("out[0]" where it came
         from a pair).
         """
-        converted = self._convert(method, arrays, names)
         x = converted[-1]
         shape = x.shape
         dtype = x.dtype
@@ -289,7 +289,7 @@ class Activation:
             x = inputs[-1]
             self._launch(mode, x.dtype, inputs, buffers, x.size, values)
             return results[0] if n_out == 1 else tuple(results)
-        arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out)
+        arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, out, n_out)
         layout = Layout(arrays, outs, shape, dtype, where)
         size = arrays[-1].size
         if size:
@@ -482,9 +482,9 @@ class PReLU(Activation):
         if ready is not None:
             inputs, buffers, results = ready
             x = arrays[-1]
-            shape, dtype, scalar, where = x.shape, x.dtype, False, f"prelu.{mode}"
+            shape, dtype, scalar = x.shape, x.dtype, False
         else:
-            arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, names, out, n_out, label)
+            arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, out, n_out, label)
         w, channels = self._weight(mode, weight, shape, dtype)
         if weight_out is not None:
             weight_out = self._weight_out(weight_out, w.size, dtype, out)
