@@ -133,6 +133,17 @@ class Activation:
         self._last_given = (dict(given), values, {})
         return values
 
+    def _order_free(self, values) -> bool:
+        """True when each result depends on its element's value alone, not its position.
+
+        The flat kernels may then read contiguous data in its own memory
+        order (Fortran order as it lies). Where a result also depends on the
+        element's index (RReLU's random slopes in training), the data is read
+        in C order, so that an element's slope follows its logical position,
+        as on the GPU, whatever the layout of x and of grad_out.
+        """
+        return True
+
     def _call_params(self, values, dtype) -> tuple[str, tuple]:
         """``_loop_params``, converted once per dtype for the defaults and for the last keywords given."""
         if values is self._defaults:
@@ -229,7 +240,7 @@ class Activation:
                 converted = [a.astype(dtype, copy=False) for a in current]
         return arrays if converted is None else tuple(converted)
 
-    def _converted_ready(self, method, arrays, names, out, n_out):
+    def _converted_ready(self, method, arrays, names, out, n_out, fortran=False):
         """``(inputs, ready_operands of them)`` for inputs that the fast path did not take as given.
 
         The inputs come back converted (:meth:`_convert`), as ``_prepare``
@@ -240,7 +251,7 @@ class Activation:
         converted = self._convert(method, arrays, names)
         if converted is arrays:
             return arrays, None
-        return converted, ready_operands(converted, out, n_out)
+        return converted, ready_operands(converted, out, n_out, fortran)
 
     def _prepare(self, method, converted, out, n_out, label="out"):
         """Check ``out`` against inputs already converted by :meth:`_convert`; return what the kernels need.
@@ -275,7 +286,8 @@ class Activation:
 
     def _elementwise(self, mode, arrays, out, params, names, n_out):
         values = self._params(mode, params)
-        ready = ready_operands(arrays, out, n_out)
+        any_order = self._order_free(values)
+        ready = ready_operands(arrays, out, n_out, fortran=any_order)
         if ready is None:
             if _on_device(arrays, out):
                 from fastact import cuda
@@ -283,13 +295,16 @@ class Activation:
                 return cuda.run(
                     self, mode, arrays, names, out, n_out, lambda dt: self._call_params(values, dt)
                 )
-            arrays, ready = self._converted_ready(mode, arrays, names, out, n_out)
+            arrays, ready = self._converted_ready(mode, arrays, names, out, n_out, fortran=any_order)
         if ready is not None:
             inputs, buffers, results = ready
             x = inputs[-1]
             self._launch(mode, x.dtype, inputs, buffers, x.size, values)
             return results[0] if n_out == 1 else tuple(results)
         arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, out, n_out)
+        if not any_order:
+            # The kernel reads the flat data in C order, whatever the inputs' own.
+            arrays = [np.ascontiguousarray(a) for a in arrays]
         layout = Layout(arrays, outs, shape, dtype, where)
         size = arrays[-1].size
         if size:
@@ -375,6 +390,10 @@ class RReLU(Activation):
                 )
             values = {**values, "seed": secrets.randbits(64)}  # never into the defaults
         return values
+
+    def _order_free(self, values) -> bool:
+        # In training each element's slope is drawn from its index.
+        return not values["training"]
 
     def _loop_params(self, values, dtype):
         lower, upper = float(values["lower"]), float(values["upper"])

@@ -160,12 +160,12 @@ def _apart(a: np.ndarray, b: np.ndarray) -> bool:
     return not np.may_share_memory(a, b)
 
 
-def _ready_out(o, arrays, dtype, shape) -> bool:
+def _ready_out(o, arrays, dtype, shape, order: str) -> bool:
     """True when the caller's out ``o`` can be written as it is: see :func:`ready_operands`."""
     if type(o) is not np.ndarray or o.dtype != dtype or o.shape != shape:
         return False
     flags = o.flags
-    if not (flags.c_contiguous and flags.writeable):
+    if not ((flags.c_contiguous if order == "C" else flags.f_contiguous) and flags.writeable):
         return False
     for a in arrays:
         if a is not o and not _apart(a, o):
@@ -173,36 +173,52 @@ def _ready_out(o, arrays, dtype, shape) -> bool:
     return True
 
 
-def ready_operands(arrays, out, n_out: int):
+def ready_operands(arrays, out, n_out: int, fortran: bool = False):
     """The flat operands of a call that needs no conversion, copy or careful check; else None.
 
     Such a call passes inputs that are plain ndarrays of one native float
     dtype (float32 or float64) and one shape, at least 1-D and not empty,
-    all C-contiguous; and outs (one, or a pair for ``n_out == 2``, either of
-    which may be None) that are plain, writable, C-contiguous ndarrays of
-    that dtype and shape, each an input itself (in place) or apart from
-    every input and from the other out. ``as_input``, ``check_out`` and
-    :class:`Layout` would convert, copy and refuse nothing there; this
-    returns what they would, ``(flat inputs, flat buffers, results)``, for a
-    fraction of their cost, which is most of a call on a small array. For
-    anything else it returns None, and the general path converts, copies or
-    raises its named error.
+    all C-contiguous (or, with ``fortran``, all Fortran-contiguous); and
+    outs (one, or a pair for ``n_out == 2``, either of which may be None)
+    that are plain, writable ndarrays of that dtype, shape and order, each
+    an input itself (in place) or apart from every input and from the other
+    out. ``as_input``, ``check_out`` and :class:`Layout` would convert, copy
+    and refuse nothing there; this returns what they would, ``(flat inputs,
+    flat buffers, results)``, for a fraction of their cost, which is most of
+    a call on a small array. Outs not given are allocated in the inputs'
+    order, as Layout does. For anything else it returns None, and the
+    general path converts, copies or raises its named error.
+
+    ``fortran`` is for elementwise kernels only, which read the flat data in
+    memory order: PReLU finds an element's channel from its C-order
+    position, so it leaves Fortran order to the general path.
     """
     x = arrays[-1]
     if type(x) is not np.ndarray:
         return None
     dtype, shape = x.dtype, x.shape
-    if dtype.char not in "fd" or not dtype.isnative or not shape or not x.size or not x.flags.c_contiguous:
+    if dtype.char not in "fd" or not dtype.isnative or not shape or not x.size:
+        return None
+    flags = x.flags
+    # An array with at most one dimension longer than 1 is both; C then,
+    # as in Layout.
+    if flags.c_contiguous:
+        order = "C"
+    elif fortran and flags.f_contiguous:
+        order = "F"
+    else:
         return None
     for a in arrays[:-1]:
-        if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
+        if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
+            return None
+        if not (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
             return None
     if out is None:
-        results = [np.empty(shape, dtype)]
+        results = [np.empty(shape, dtype, order=order)]
         if n_out == 2:
-            results.append(np.empty(shape, dtype))
+            results.append(np.empty(shape, dtype, order=order))
     elif n_out == 1:
-        if not _ready_out(out, arrays, dtype, shape):
+        if not _ready_out(out, arrays, dtype, shape, order):
             return None
         results = [out]
     else:
@@ -210,18 +226,18 @@ def ready_operands(arrays, out, n_out: int):
             return None
         y, dy = out
         if y is None:
-            y = np.empty(shape, dtype)
-        elif not _ready_out(y, arrays, dtype, shape):
+            y = np.empty(shape, dtype, order=order)
+        elif not _ready_out(y, arrays, dtype, shape, order):
             return None
         if dy is None:
-            dy = np.empty(shape, dtype)
-        elif not _ready_out(dy, arrays, dtype, shape) or (out[0] is not None and not _apart(y, dy)):
+            dy = np.empty(shape, dtype, order=order)
+        elif not _ready_out(dy, arrays, dtype, shape, order) or (out[0] is not None and not _apart(y, dy)):
             return None
         results = [y, dy]
     if len(shape) == 1:
         return arrays, tuple(results), results
-    # ravel() of a C-contiguous array is a view.
-    return tuple([a.ravel() for a in arrays]), tuple([r.ravel() for r in results]), results
+    # ravel() in an array's own contiguous order is a view.
+    return tuple([a.ravel(order) for a in arrays]), tuple([r.ravel(order) for r in results]), results
 
 
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:

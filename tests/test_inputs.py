@@ -329,6 +329,7 @@ def _ready_cases(dtype):
     rng = np.random.default_rng(7)
     x = rng.uniform(-4, 4, 60).astype(dtype)
     x2 = x.reshape(6, 10)
+    xf = np.asfortranarray(x2)
     g = rng.standard_normal(60).astype(dtype)
     e = lambda: np.empty_like(x)  # noqa: E731
     shared = np.empty(120, dtype)  # two outs that are views of one buffer, apart
@@ -353,7 +354,21 @@ def _ready_cases(dtype):
         ("0-d", (np.array(1.5, dtype),), None, 1, False),
         ("empty", (np.empty(0, dtype),), None, 1, False),
         ("strided", (x[::2],), None, 1, False),
-        ("Fortran order", (np.asfortranarray(x2),), None, 1, False),
+        ("Fortran order", (np.asfortranarray(x2),), None, 1, True),
+        ("transposed, fused", (x2.T,), None, 2, True),
+        ("Fortran order with a Fortran out", (x2.T,), np.empty_like(x2.T), 1, True),
+        ("Fortran order in place", (xf,), xf, 1, True),
+        ("backward, both in Fortran order", (np.asfortranarray(g.reshape(6, 10)), xf), None, 1, True),
+        ("Fortran order with a C out", (x2.T,), np.empty(x2.T.shape, dtype), 1, False),
+        (
+            "fused, one C out for Fortran x",
+            (x2.T,),
+            (np.empty_like(x2.T), np.empty(x2.T.shape, dtype)),
+            2,
+            False,
+        ),
+        ("backward, Fortran x, C grad_out", (g.reshape(6, 10), np.asfortranarray(x2)), None, 1, False),
+        ("backward, C x, Fortran grad_out", (np.asfortranarray(g.reshape(6, 10)), x2), None, 1, False),
         ("grad_out of another dtype", (g.astype(other), x), None, 1, False),
         ("grad_out strided", (np.repeat(g, 2)[::2], x), None, 1, False),
         ("out of another dtype", (x,), x.astype(other), 1, False),
@@ -383,8 +398,12 @@ def test_fast_path_takes_only_calls_that_need_no_conversion_or_copy(dtype, monke
     act = fa.sigmoid
     methods = {1: act, 2: act.fused}
     for text, arrays, out, n_out, taken in _ready_cases(dtype):
-        ready = _arrays.ready_operands(arrays, out, n_out)
+        ready = _arrays.ready_operands(arrays, out, n_out, fortran=True)
         assert (ready is not None) == taken, text
+        # Without ``fortran`` (PReLU, RReLU in training) only C order is taken.
+        fortran_only = any(not a.flags.c_contiguous for a in arrays if isinstance(a, np.ndarray))
+        c_ready = _arrays.ready_operands(arrays, out, n_out)
+        assert (c_ready is not None) == (taken and not fortran_only), text
         if not taken:
             continue
         inputs, buffers, results = ready
@@ -415,10 +434,15 @@ def test_fast_path_takes_only_calls_that_need_no_conversion_or_copy(dtype, monke
             continue
         fast = run(*clone(arrays, out), n_out)
         with monkeypatch.context() as patch:
-            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            patch.setattr(_activation, "ready_operands", lambda *args, **kw: None)
             general = run(*clone(arrays, out), n_out)
         for a, b in zip(fast, general, strict=True):
             assert a.dtype == dtype and a.shape == arrays[-1].shape, text
+            # Outputs it allocates are laid out as the general path's.
+            assert (a.flags.c_contiguous, a.flags.f_contiguous) == (
+                b.flags.c_contiguous,
+                b.flags.f_contiguous,
+            ), text
             np.testing.assert_array_equal(a, b, err_msg=text)
 
     # Inputs that need converting first (lists, integers, 0-d, other byte
@@ -437,7 +461,7 @@ def test_fast_path_takes_only_calls_that_need_no_conversion_or_copy(dtype, monke
     for arrays, n_out in converted_cases:
         fast = run(arrays, None, n_out)
         with monkeypatch.context() as patch:
-            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            patch.setattr(_activation, "ready_operands", lambda *args, **kw: None)
             general = run(arrays, None, n_out)
         for a, b in zip(fast, general, strict=True):
             assert type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape, arrays
@@ -512,7 +536,7 @@ def test_prelu_fast_path_matches_the_general_path(dtype, monkeypatch):
     for x, w in cases:
         fast = calls(x, w)
         with monkeypatch.context() as patch:
-            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            patch.setattr(_activation, "ready_operands", lambda *args, **kw: None)
             general = calls(x, w)
         for k, (a, b) in enumerate(zip(fast, general, strict=True)):
             assert a.dtype == dtype, k
@@ -528,7 +552,7 @@ def test_prelu_fast_path_matches_the_general_path(dtype, monkeypatch):
     for k, call in enumerate(converted):
         fast = call()
         with monkeypatch.context() as patch:
-            patch.setattr(_activation, "ready_operands", lambda *args: None)
+            patch.setattr(_activation, "ready_operands", lambda *args, **kw: None)
             general = call()
         for a, b in zip(
             fast if isinstance(fast, tuple) else (fast,),

@@ -214,6 +214,38 @@ def test_rrelu_training_slopes(dtype):
     assert np.all(yp == 1) and np.all(dp == 1)
 
 
+def test_rrelu_training_slopes_follow_the_logical_position_in_any_layout(dtype):
+    """An element's slope depends on its C-order position, not on how x or grad_out lie in memory."""
+    x = -np.arange(1, 3 * 4 * 5 + 1, dtype=dtype).reshape(3, 4, 5)
+    kw = dict(training=True, seed=77)
+    y, slope = fa.rrelu.fused(x, **kw)
+    g = np.linspace(0.5, 2.0, x.size, dtype=dtype).reshape(x.shape)
+    layouts = {
+        "Fortran order": lambda a: np.asfortranarray(a),
+        "axes swapped": lambda a: np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1),
+        "strided": lambda a: np.repeat(a, 2, axis=-1)[..., ::2],
+        "C order": lambda a: a.copy(),
+    }
+    for name, lay in layouts.items():
+        xl = lay(x)
+        assert np.array_equal(xl, x)
+        np.testing.assert_array_equal(fa.rrelu(xl, **kw), y, err_msg=name)
+        np.testing.assert_array_equal(fa.rrelu.derivative(xl, **kw), slope, err_msg=name)
+        for got, want in zip(fa.rrelu.fused(xl, **kw), (y, slope), strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        # grad_out in C order and in x's own layout; out buffers in x's layout.
+        for gl in (g, lay(g)):
+            np.testing.assert_array_equal(fa.rrelu.backward(gl, xl, **kw), g * slope, err_msg=name)
+        outs = (lay(np.empty_like(x)), lay(np.empty_like(x)))
+        got = fa.rrelu.fused(xl, out=outs, **kw)
+        assert got[0] is outs[0] and got[1] is outs[1]
+        np.testing.assert_array_equal(outs[0], y, err_msg=name)
+        np.testing.assert_array_equal(outs[1], slope, err_msg=name)
+        inplace = lay(x)
+        assert fa.rrelu(inplace, out=inplace, **kw) is inplace
+        np.testing.assert_array_equal(inplace, y, err_msg=name)
+
+
 def test_rrelu_fresh_seed_and_errors():
     x = -np.ones(1000)
     a = fa.rrelu.derivative(x, training=True)
