@@ -508,8 +508,10 @@ class PReLU(Activation):
         if weight_out is not None:
             weight_out = self._weight_out(weight_out, w.size, dtype, out)
         if ready is None:
-            if channels > 1:
-                # The channel of an element follows its logical (C-order) position.
+            if channels > 1 or mode == "backward":
+                # The channel of an element follows its logical (C-order)
+                # position, and so does grad_weight's summation order: the
+                # same bits for any memory layout.
                 arrays = [np.ascontiguousarray(a) for a in arrays]
             layout = Layout(arrays, outs, shape, dtype, where, label)
             inputs, buffers = layout.flat_inputs, layout.flat_buffers

@@ -91,6 +91,21 @@ def test_prelu_grad_weight_is_deterministic_across_threads():
             np.testing.assert_array_equal(r, results[0])
 
 
+def test_prelu_grad_weight_is_the_same_for_any_memory_layout():
+    """The reduction follows the logical (C-order) positions, not the order in memory."""
+    rng = np.random.default_rng(4)
+    for shape, c in (((300, 500), 1), ((300, 500), 500), ((40, 6, 50), 6), ((40, 6, 50), 1)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        g = rng.standard_normal(shape).astype(np.float32)
+        w = np.full(c, 0.25, np.float32)
+        want = fa.prelu.backward(g, x, w)
+        for lay in (np.asfortranarray, lambda a: np.repeat(a, 2, axis=-1)[..., ::2]):
+            for gl, xl in ((lay(g), lay(x)), (g, lay(x)), (lay(g), x)):
+                got = fa.prelu.backward(gl, xl, w)
+                np.testing.assert_array_equal(got[0], want[0])
+                np.testing.assert_array_equal(got[1], want[1], err_msg=f"shape {shape}, {c} weights")
+
+
 def test_prelu_backward_fills_a_pair_of_out_buffers(dtype):
     rng = np.random.default_rng(6)
     x = rng.uniform(-4, 4, (50, 3, 7)).astype(dtype)
