@@ -106,3 +106,54 @@ def prelu_grad_weight_reference(g, x, weight):
     axis = 1 if x.ndim >= 2 else 0
     other = tuple(i for i in range(x.ndim) if i != axis)
     return contrib.sum(axis=other)
+
+
+_U32 = 0xFFFFFFFF
+
+
+def _lowbias32(h):
+    # C. Wellons' "lowbias32" integer hash, on Python ints.
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & _U32
+    h ^= h >> 15
+    h = (h * 0x846CA68B) & _U32
+    return h ^ (h >> 16)
+
+
+def rrelu_uniform_reference(i, dtype, seed):
+    """RReLU's draw u in [0, 1) for element ``i`` (an exact Fraction), from the generator's description.
+
+    As ``fastact._math`` documents it: two rounds of lowbias32, the first over
+    the low 32 bits of i XOR the seed's low half, plus 0x9E3779B9; the
+    second over that hash XOR (the high bits of i plus the seed's high half
+    plus 0x85EBCA6B), all modulo 2^32. u keeps the top 24 bits of the hash
+    for float32 and 31 for float64.
+    """
+    from fractions import Fraction
+
+    k0, k1 = seed & _U32, (seed >> 32) & _U32
+    drop, bits = (8, 24) if np.dtype(dtype) == np.float32 else (1, 31)
+    h = _lowbias32((((i & _U32) ^ k0) + 0x9E3779B9) & _U32)
+    high = ((((i >> 32) + k1) & _U32) + 0x85EBCA6B) & _U32
+    h = _lowbias32(h ^ high)
+    return Fraction(h >> drop, 1 << bits)
+
+
+def rrelu_slopes_reference(n, dtype, seed, lower=1 / 8, upper=1 / 3):
+    """RReLU's training slopes for elements 0..n-1: ``lower + (upper - lower) * u``.
+
+    ``lower`` and ``upper - lower`` are rounded to ``dtype`` first (as the
+    kernels take them), and the slope once, from its exact rational value.
+    """
+    from fractions import Fraction
+
+    dtype = np.dtype(dtype)
+    low = Fraction(float(dtype.type(lower)))
+    width = Fraction(float(dtype.type(upper - lower)))
+    out = np.empty(n, dtype)
+    for i in range(n):
+        exact = low + width * rrelu_uniform_reference(i, dtype, seed)
+        # float(Fraction) is correctly rounded to float64; for float32 the
+        # exact value has at most 50 significant bits, so float64 holds it.
+        out[i] = dtype.type(float(exact))
+    return out

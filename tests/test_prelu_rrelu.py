@@ -3,7 +3,13 @@
 import numba
 import numpy as np
 import pytest
-from reference import prelu_grad_weight_reference, prelu_reference, reference
+from reference import (
+    prelu_grad_weight_reference,
+    prelu_reference,
+    reference,
+    rrelu_slopes_reference,
+    rrelu_uniform_reference,
+)
 from tolerances import GRAD_WEIGHT_RTOL
 
 import fastact as fa
@@ -227,6 +233,36 @@ def test_rrelu_training_slopes(dtype):
     # Positive inputs: identity, derivative 1 (the noise buffer of torch's rrelu).
     yp, dp = fa.rrelu.fused(np.ones(10, dtype), training=True, seed=5)
     assert np.all(yp == 1) and np.all(dp == 1)
+
+
+def test_rrelu_training_slopes_are_the_documented_generator(dtype):
+    """Slopes for a seed, bit for bit: the generator is part of reproducibility across versions."""
+    n = 2000
+    for seed in (0, 1234, 2**64 - 1, 0x0123456789ABCDEF):
+        want = rrelu_slopes_reference(n, dtype, seed)
+        np.testing.assert_array_equal(fa.rrelu.derivative(-np.ones(n, dtype), training=True, seed=seed), want)
+    want = rrelu_slopes_reference(n, dtype, 99, lower=0.01, upper=0.5)
+    got = fa.rrelu.fused(-np.ones(n, dtype), training=True, seed=99, lower=0.01, upper=0.5)[1]
+    np.testing.assert_array_equal(got, want)
+    # Indices beyond 2^32 (no array that long here): the CPU draw itself.
+    from numba import njit
+
+    from fastact._math import mathlib
+
+    uniform = mathlib(dtype).uniform
+
+    @njit
+    def draws(indices, k0, k1):
+        out = np.empty(indices.size, dtype)
+        for j in range(indices.size):
+            out[j] = uniform(indices[j], k0, k1)
+        return out
+
+    seed = 0x0123456789ABCDEF
+    indices = np.array([2**32 - 1, 2**32, 2**32 + 5, 2**40 + 3, 2**62 + 11], np.int64)
+    got = draws(indices, np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32))
+    want = [float(rrelu_uniform_reference(int(i), dtype, seed)) for i in indices]
+    np.testing.assert_array_equal(got, np.array(want, dtype))
 
 
 def test_rrelu_training_slopes_follow_the_logical_position_in_any_layout(dtype):
