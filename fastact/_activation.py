@@ -302,10 +302,7 @@ class Activation:
             self._launch(mode, x.dtype, inputs, buffers, x.size, values)
             return results[0] if n_out == 1 else tuple(results)
         arrays, outs, shape, dtype, scalar, where = self._prepare(mode, arrays, out, n_out)
-        if not any_order:
-            # The kernel reads the flat data in C order, whatever the inputs' own.
-            arrays = [np.ascontiguousarray(a) for a in arrays]
-        layout = Layout(arrays, outs, shape, dtype, where)
+        layout = Layout(arrays, outs, shape, dtype, where, fortran=any_order)
         size = arrays[-1].size
         if size:
             self._launch(mode, dtype, layout.flat_inputs, layout.flat_buffers, size, values)
@@ -508,12 +505,11 @@ class PReLU(Activation):
         if weight_out is not None:
             weight_out = self._weight_out(weight_out, w.size, dtype, out)
         if ready is None:
-            if channels > 1 or mode == "backward":
-                # The channel of an element follows its logical (C-order)
-                # position, and so does grad_weight's summation order: the
-                # same bits for any memory layout.
-                arrays = [np.ascontiguousarray(a) for a in arrays]
-            layout = Layout(arrays, outs, shape, dtype, where, label)
+            # The channel of an element follows its logical (C-order)
+            # position, and so does grad_weight's summation order: the same
+            # bits for any memory layout.
+            fortran = channels == 1 and mode != "backward"
+            layout = Layout(arrays, outs, shape, dtype, where, label, fortran=fortran)
             inputs, buffers = layout.flat_inputs, layout.flat_buffers
         size = math.prod(shape)
         for o in buffers:

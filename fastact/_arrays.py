@@ -189,9 +189,8 @@ def ready_operands(arrays, out, n_out: int, fortran: bool = False):
     order, as Layout does. For anything else it returns None, and the
     general path converts, copies or raises its named error.
 
-    ``fortran`` is for elementwise kernels only, which read the flat data in
-    memory order: PReLU finds an element's channel from its C-order
-    position, so it leaves Fortran order to the general path.
+    ``fortran``: as for :class:`Layout`, only for kernels whose results do
+    not depend on an element's position.
     """
     x = arrays[-1]
     if type(x) is not np.ndarray:
@@ -248,13 +247,19 @@ def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
 class Layout:
     """Flat, contiguous views of the operands of one elementwise call.
 
-    Contiguous operands (C or Fortran order, all the same) are used in place
-    through 1-D views; strided inputs are copied once; a strided output, or
+    Contiguous operands (C order, or with ``fortran`` Fortran order, all the
+    same) are used in place through 1-D views; other inputs are copied once
+    into C order; an output not in the chosen order, or
     one in non-native byte order, is computed into a temporary and copied
     back; an output of an ndarray subclass is written through a plain view.
     An input that partly overlaps an output is copied first, so in-place
     calls (``out=x``) work and overlapping ones never read already-written
     values.
+
+    ``fortran`` is for kernels whose results depend on each element's value
+    alone; where they also depend on its position (PReLU's channels and
+    grad_weight sum, RReLU's training slopes) the flat data must follow C
+    order, as in :func:`ready_operands`.
 
     ``flat_inputs`` and ``flat_buffers`` are what the kernel reads and writes;
     ``finish()`` returns what the caller gets.
@@ -262,7 +267,7 @@ class Layout:
 
     __slots__ = ("flat_inputs", "flat_buffers", "results", "_copy_back")
 
-    def __init__(self, inputs, outs, shape, dtype, where=None, label="out"):
+    def __init__(self, inputs, outs, shape, dtype, where=None, label="out", fortran=False):
         # Written for a low per-call overhead (this runs on every call): each
         # flags object read once, 1-D arrays used as they are. ``where`` names
         # the call in errors, and ``label`` a single out buffer ("out[k]" in
@@ -275,7 +280,7 @@ class Layout:
             flags = a.flags
             c_order = c_order and flags.c_contiguous
             f_order = f_order and flags.f_contiguous
-        if c_order or not f_order:
+        if c_order or not (fortran and f_order):
             order = "C"
             if not c_order:
                 inputs = [np.ascontiguousarray(a) for a in inputs]
