@@ -10,6 +10,8 @@ against mpmath.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant >= 63
@@ -129,8 +131,6 @@ def rrelu_uniform_reference(i, dtype, seed):
     plus 0x85EBCA6B), all modulo 2^32. u keeps the top 24 bits of the hash
     for float32 and 31 for float64.
     """
-    from fractions import Fraction
-
     k0, k1 = seed & _U32, (seed >> 32) & _U32
     drop, bits = (8, 24) if np.dtype(dtype) == np.float32 else (1, 31)
     h = _lowbias32((((i & _U32) ^ k0) + 0x9E3779B9) & _U32)
@@ -145,8 +145,6 @@ def rrelu_slopes_reference(n, dtype, seed, lower=1 / 8, upper=1 / 3):
     ``lower`` and ``upper - lower`` are rounded to ``dtype`` first (as the
     kernels take them), and the slope once, from its exact rational value.
     """
-    from fractions import Fraction
-
     dtype = np.dtype(dtype)
     low = Fraction(float(dtype.type(lower)))
     width = Fraction(float(dtype.type(upper - lower)))
