@@ -118,6 +118,7 @@ class MathLib:
         self.itype = _BITS_TYPES[dtype]
         self.zero = self.c(0.0)
         self.one = self.c(1.0)
+        self.sq1p = self._make_sq1p()
         if target == "cuda":
             # libdevice's exp and expm1 are already fast and accurate on GPUs.
             self.expneg = self._make_libdevice_exp()
@@ -125,7 +126,6 @@ class MathLib:
         else:
             self.expneg = self._make_exp("expneg")
             self.tanh_exp = self._make_exp("tanh_exp")
-        self.sq1p = self._make_sq1p()
         self.with_sign_of = self._make_with_sign_of()
         self.signbit = self._make_signbit()
         self.uniform = self._make_uniform()
@@ -146,31 +146,41 @@ class MathLib:
         run side by side, two dependent FMAs fewer than Horner on all of Q
         (over all float32 inputs, with the Newton-refined quotient that
         tanh used before, its largest error in f was 2.30 ULP against 2.24
-        with Horner; sigmoid's was the same). ``s = 2^n`` is built from bits
-        as 2^(n+64) * 2^-64, exact down to the subnormal 2^-149 (0 below).
+        with Horner; sigmoid's was the same). The scale ``b = 2^(n+64)`` is
+        built from bits; it is a normal number for every n down to the clamp.
         The integer n is read straight from the bits of ``t + 1.5*2^m`` (m =
         23 or 52), which avoids float-to-int64 conversions that AVX2 has no
-        packed instruction for. Each result is then one FMA on ``p``:
+        packed instruction for.
 
-        * ``exp(x) = (2^(n+64) p + 2^(n+64)) 2^-64``: rounded once by the
-          FMA where the result is normal (the scaling is then exact); into
-          the subnormals the scaling rounds again, by at most one step of
-          2^-149, where ``p s + s`` would lose ``s = 2^-150`` and flush
-          ``exp(x)`` near 2^-149 to 0;
-        * ``1 + exp(x) = p s + (1 + s)``: taken from ``p`` directly rather
-          than by adding 1 to the rounded exp, which is one dependent
+        The activations use these forms only in quotients, so each is
+        returned scaled by 2^64 (tanh's ``(1 + e)^2`` by 2^62), which spares
+        the multiplies by 2^-64 and keeps every operand normal. Scaling by a
+        power of two changes no rounding, so each quotient has the bits of
+        the unscaled one, and where ``e = exp(x)`` is subnormal the division
+        rounds it once (over all float32 inputs, bit for bit the results of
+        forming e, 4e and ``(1 + e)^2`` unscaled first, which took three
+        multiplies and an add more for tanh, two multiplies for sigmoid).
+        With ``E = 2^64 e = p b + b``, one FMA on ``p`` each:
+
+        * ``2^64 (1 + e) = p b + (2^64 + b)``: taken from ``p`` directly
+          rather than by adding to the rounded e, which is one dependent
           operation fewer on the way to the division that follows it;
-        * ``1 - exp(x) = (1 - s) - p s``, ``1 - s`` exact: no cancellation
-          near 0, where 1 minus the rounded exp loses every digit;
-        * ``4 exp(x) = (2^(n+64) p + 2^(n+64)) 2^-62``: rounded once where it
-          is normal, even where exp(x) itself is subnormal (tanh' = 4e / (1 +
-          e)^2 is normal down to e = 2^-128; 4 times a rounded subnormal e
-          was off by 2.78 ULP there, over every 13th float32 input).
+        * ``2^64 (1 - e) = (2^64 - b) - p b``, ``2^64 - b`` exact for n >=
+          -24 (beyond that 1 - e rounds to 1 either way): no cancellation
+          near 0, where 1 minus the rounded e loses every digit;
+        * ``2^64 (1 + e)^2 = E (e + 2) + 2^64`` with ``e + 2 = E 2^-64 + 2``,
+          and ``2^62 (1 + e)^2 = E (e + 2) / 4 + 2^62`` with ``(e + 2) / 4 = E
+          2^-66 + 1/2``: ``1 + e (e + 2)`` (see :meth:`_make_sq1p`, whose
+          error bound holds), scaled; E (e + 2) is normal for every e.
 
         ``kind``: ``"expneg"`` takes ``a >= 0`` and returns, for ``x = -a``,
-        ``(exp(x), 1 + exp(x))``; ``"tanh_exp"`` takes ``a >= 0`` and returns,
-        for ``x = -2a``, ``(1 - exp(x), exp(x), 1 + exp(x), 4 exp(x))``. Both
-        propagate NaN; below x = -104 (float32) or -746 (float64) exp(x) is 0.
+        ``(E, 2^64, 2^64 (1 + e), E, 2^64 (1 + e)^2)``: the two numerators of
+        sigmoid (x < 0 and x >= 0) over its denominator, and the numerator
+        and denominator of its derivative ``e / (1 + e)^2``. ``"tanh_exp"``
+        takes ``a >= 0`` and returns, for ``x = -2a``, ``(2^64 (1 - e), 2^64
+        (1 + e), E, 2^62 (1 + e)^2)``: tanh's value and derivative ``4e / (1
+        + e)^2`` as two quotients. Both propagate NaN; below x = -104
+        (float32) or -746 (float64) the quotients that carry e are 0.
         """
         if kind not in ("expneg", "tanh_exp"):
             raise ValueError(f"unknown exp kind {kind!r}")
@@ -224,42 +234,43 @@ class MathLib:
             return p, itype((n + offset) << mbits).view(t)  # 2^(n+64)
 
         parts = jit(parts)
-        ends = (self.one, t(2.0**-64), t(2.0**-62))
+        # Scaled by 2^64 (2^62 for tanh'), see the docstring.
+        two64 = t(2.0**64)
+        ends = (two64, t(2.0**62), t(2.0**-64), t(2.0), t(2.0**-66), t(0.5))
 
         def tanh_exp(a):
-            one, back, back4 = pin(ends)
+            two64, two62, _, _, quarter_scale, half = pin(ends)
             p, big = parts(a)
-            s = big * back  # 2^n
-            e_big = fma(p, big, big)
-            return fma(-p, s, one - s), e_big * back, fma(p, s, one + s), e_big * back4
-
-        tanh_exp = jit(tanh_exp)
-        if kind == "tanh_exp":
-            return tanh_exp
+            e_big = fma(p, big, big)  # 2^64 e
+            # (e + 2) / 4, then 2^62 (1 + e)^2 = 2^62 + 2^64 e (e + 2) / 4
+            q = fma(e_big, quarter_scale, half)
+            return fma(-p, big, two64 - big), fma(p, big, two64 + big), e_big, fma(e_big, q, two62)
 
         def expneg(a):
-            # 1 - exp(x) and 4 exp(x) are left unused and compiled away.
-            w, e, s, e4 = tanh_exp(a)
-            return e, s
+            two64, _, scale, two, _, _ = pin(ends)
+            p, big = parts(a)
+            e_big = fma(p, big, big)  # 2^64 e
+            q = fma(e_big, scale, two)  # e + 2
+            return e_big, two64, fma(p, big, two64 + big), e_big, fma(e_big, q, two64)
 
-        return jit(expneg)
+        return jit(tanh_exp if kind == "tanh_exp" else expneg)
 
     def _make_libdevice_exp(self):
-        one = self.one
+        one, sq1p = self.one, self.sq1p
 
         def expneg(a):
             e = math.exp(-a)
-            return e, one + e
+            return e, one, one + e, e, sq1p(e)
 
         return self.jit(expneg)
 
     def _make_libdevice_tanh_exp(self):
-        minus_two, one, four = self.c(-2.0), self.one, self.c(4.0)
+        minus_two, one, four, sq1p = self.c(-2.0), self.one, self.c(4.0), self.sq1p
 
         def tanh_exp(a):
             z = minus_two * a
             e = math.exp(z)
-            return -math.expm1(z), e, one + e, four * e
+            return -math.expm1(z), one + e, four * e, sq1p(e)
 
         return self.jit(tanh_exp)
 
@@ -272,7 +283,8 @@ class MathLib:
         ``e + 2``, which reaches the result scaled by ``e (e + 2) / (1 +
         e)^2 <= 3/4``. Squaring the rounded ``1 + e`` instead doubles its
         rounding: sigmoid' = e / (1 + e)^2 then reached 4.1 ULP over float32.
-        The derivatives divide by this directly, one division rounded once,
+        The derivatives divide by this directly (on the CPU by the same
+        form scaled by a power of two, see :meth:`_make_exp`), one division rounded once,
         which is shorter and more accurate than squaring a quotient
         ``1 / (1 + e)``.
         """

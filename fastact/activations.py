@@ -40,18 +40,19 @@ def sigmoid(m):
     >>> fa.sigmoid.derivative(np.array([0.0, 30.0], dtype=np.float32))
     array([2.500000e-01, 9.357623e-14], dtype=float32)
     """
-    expneg, sq1p, signbit, one_, pin = m.expneg, m.sq1p, m.signbit, m.one, m.pin
+    expneg, signbit = m.expneg, m.signbit
 
     def f(x):
-        one = pin(one_)
-        e, s = expneg(abs(x))  # e = exp(-|x|), s = 1 + e
+        # With e = exp(-|x|): e and 1, 1 + e, then e and (1 + e)^2, each
+        # numerator scaled as its denominator is (see MathLib._make_exp).
+        e, one, s, d_num, d_den = expneg(abs(x))
         # f(|x|) = 1 / (1 + e), f(-|x|) = e / (1 + e): one division for
         # either sign, rounded once. f(-0.0) takes e / (1 + e) = f(0) as
         # well; a NaN gives NaN either way.
         y = (e if signbit(x) else one) / s
         # f' = e / (1 + e)^2, its own division (beside the first, not after
         # it), so the value's rounding does not reach the derivative.
-        return y, e / sq1p(e)
+        return y, d_num / d_den
 
     return f
 
@@ -79,7 +80,7 @@ def tanh(m):
     >>> y, dy
     (np.float32(1.0), np.float32(8.244615e-09))
     """
-    tanh_exp, sq1p, with_sign_of = m.tanh_exp, m.sq1p, m.with_sign_of
+    tanh_exp, with_sign_of = m.tanh_exp, m.with_sign_of
 
     def f(x):
         # With e = exp(-2|x|): tanh|x| = (1 - e) / (1 + e), with 1 - e taken
@@ -88,10 +89,10 @@ def tanh(m):
         # the rounded value: no cancellation where it nears 1, so f' keeps
         # its digits in saturation. One formula for all x, no select; two
         # divisions side by side, each rounded once.
-        w, e, s, e4 = tanh_exp(abs(x))  # 1 - e, e, 1 + e, 4e
+        w, s, e4, sq = tanh_exp(abs(x))  # 1 - e, 1 + e, 4e, (1 + e)^2, pairs scaled alike
         # The value is >= +0, so the sign of x goes on with one OR:
         # tanh(-0.0) = -0.0.
-        return with_sign_of(w / s, x), e4 / sq1p(e)
+        return with_sign_of(w / s, x), e4 / sq
 
     return f
 
