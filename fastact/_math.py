@@ -179,8 +179,10 @@ class MathLib:
         and denominator of its derivative ``e / (1 + e)^2``. ``"tanh_exp"``
         takes ``a >= 0`` and returns, for ``x = -2a``, ``(2^64 (1 - e), 2^64
         (1 + e), E, 2^62 (1 + e)^2)``: tanh's value and derivative ``4e / (1
-        + e)^2`` as two quotients. Both propagate NaN; below x = -104
-        (float32) or -746 (float64) the quotients that carry e are 0.
+        + e)^2`` as two quotients. Both propagate NaN, and the quotients that
+        carry e round to 0 where e (or tanh's 4e) is below half the smallest
+        subnormal: below about x = -103.97 (-105.36 for 4e) in float32 and
+        -745.13 (-746.52) in float64.
         """
         if kind not in ("expneg", "tanh_exp"):
             raise ValueError(f"unknown exp kind {kind!r}")
