@@ -13,6 +13,9 @@ reference in the tests); kernels, validation and dispatch are generated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from fastact._activation import REGISTRY, Activation, PReLU, RReLU, define
 
 __all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "ACTIVATIONS"]
@@ -222,7 +225,9 @@ def rrelu(m):
     return _leaky(m)
 
 
-ACTIVATIONS: dict[str, Activation] = REGISTRY
+# A read-only view of the registry: removing or replacing an entry would
+# break lookups by name (unpickling an activation, the commands' names).
+ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(REGISTRY)
 
 # Activation objects are instances, which doctest's finder does not visit.
 __test__ = {name: act.__doc__ for name, act in ACTIVATIONS.items()}

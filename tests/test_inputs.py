@@ -1,5 +1,7 @@
 """Shapes, strides, conversions, out= buffers and clear errors on bad input."""
 
+import pickle
+
 import numpy as np
 import pytest
 from reference import reference
@@ -314,6 +316,12 @@ def test_registry_and_api():
         assert "f(x)" in doc and "f'(x)" in doc.replace("\\partial f", "f'(x)") and ">>>" in doc
     assert fa.leaky_relu.params == {"negative_slope": 0.01}
     assert fa.rrelu.params == {"lower": 1 / 8, "upper": 1 / 3, "training": False, "seed": None}
+    # The registry is read-only: activations are found by name (unpickling, the commands).
+    with pytest.raises(TypeError):
+        fa.ACTIVATIONS["tanh"] = fa.sigmoid
+    with pytest.raises((TypeError, AttributeError)):
+        fa.ACTIVATIONS.pop("tanh")
+    assert pickle.loads(pickle.dumps(fa.tanh)) is fa.tanh
     # The defaults are read-only (calls without keywords reuse them, converted once).
     with pytest.raises(TypeError):
         fa.leaky_relu.params["negative_slope"] = 0.5
