@@ -238,10 +238,11 @@ class MathLib:
         parts = jit(parts)
         # Scaled by 2^64 (2^62 for tanh'), see the docstring.
         two64 = t(2.0**64)
-        ends = (two64, t(2.0**62), t(2.0**-64), t(2.0), t(2.0**-66), t(0.5))
+        tanh_consts = (two64, t(2.0**62), t(2.0**-66), t(0.5))
+        sigmoid_consts = (two64, t(2.0**-64), t(2.0))
 
         def tanh_exp(a):
-            two64, two62, _, _, quarter_scale, half = pin(ends)
+            two64, two62, quarter_scale, half = pin(tanh_consts)
             p, big = parts(a)
             e_big = fma(p, big, big)  # 2^64 e
             # (e + 2) / 4, then 2^62 (1 + e)^2 = 2^62 + 2^64 e (e + 2) / 4
@@ -249,7 +250,7 @@ class MathLib:
             return fma(-p, big, two64 - big), fma(p, big, two64 + big), e_big, fma(e_big, q, two62)
 
         def expneg(a):
-            two64, _, scale, two, _, _ = pin(ends)
+            two64, scale, two = pin(sigmoid_consts)
             p, big = parts(a)
             e_big = fma(p, big, big)  # 2^64 e
             q = fma(e_big, scale, two)  # e + 2
