@@ -108,3 +108,29 @@ def test_cpu_tensors_are_read_as_arrays_and_unreadable_ones_say_why():
         fa.sigmoid(torch.ones(3, requires_grad=True))
     with pytest.raises(TypeError, match=r"^relu.backward: grad_out of type Tensor .*BFloat16"):
         fa.relu.backward(torch.ones(3, dtype=torch.bfloat16), x[:3])
+
+
+def test_tensors_are_sent_to_a_device_by_their_is_cuda_flag(monkeypatch):
+    from fastact._activation import is_device_array
+
+    class ClaimsCuda(torch.Tensor):
+        @property
+        def is_cuda(self):
+            return True
+
+    assert not is_device_array(torch.ones(3))
+    assert is_device_array(torch.ones(3).as_subclass(ClaimsCuda))
+
+    # A CPU tensor is settled by the flag: its __cuda_array_interface__,
+    # which raises (and costs about a microsecond), is never asked for.
+    def refuse(self):
+        raise RuntimeError("__cuda_array_interface__ was read")
+
+    monkeypatch.setattr(torch.Tensor, "__cuda_array_interface__", property(refuse))
+    x = np.linspace(-3, 3, 7)
+    t = torch.from_numpy(x)
+    np.testing.assert_array_equal(fa.sigmoid(t), fa.sigmoid(x))
+    y, d = fa.tanh.fused(t)
+    np.testing.assert_array_equal(d, fa.tanh.derivative(x))
+    np.testing.assert_array_equal(fa.relu.backward(t, t), fa.relu.backward(x, x))
+    np.testing.assert_array_equal(fa.prelu(t, weight=torch.tensor([0.25])), fa.prelu(x, weight=0.25))
