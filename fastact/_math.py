@@ -47,9 +47,9 @@ def _jit(fn):
 
 
 def _cpu_intrinsics():
-    from fastact._intrinsics import fma, pin
+    from fastact._intrinsics import fma, pin, pin_bits
 
-    return pin, fma
+    return pin, pin_bits, fma
 
 
 def _cuda_fma():
@@ -104,12 +104,13 @@ class MathLib:
             raise ValueError(f"unknown target {target!r}")
         self.target = target
         self.jit = _jit if target == "cpu" else _cuda_jit
-        # pin: see fastact._intrinsics; on CUDA constants are best left as
-        # the immediate operands they become. fma: a*b + c rounded once.
+        # pin, pin_bits: see fastact._intrinsics; on CUDA constants are best
+        # left as the immediate operands they become. fma: a*b + c rounded once.
         if target == "cpu":
-            self.pin, self.fma = _cpu_intrinsics()
+            self.pin, self.pin_bits, self.fma = _cpu_intrinsics()
         else:
             self.pin, self.fma = self.jit(_identity), _cuda_fma()
+            self.pin_bits = self.pin
         dtype = np.dtype(dtype)
         if dtype not in _FLOAT_TYPES:
             raise TypeError(f"no math library for dtype {dtype}")
@@ -126,6 +127,7 @@ class MathLib:
         else:
             self.expneg = self._make_exp("expneg")
             self.tanh_exp = self._make_exp("tanh_exp")
+        self.abs = self._make_abs()
         self.with_sign_of = self._make_with_sign_of()
         self.signbit = self._make_signbit()
         self.uniform = self._make_uniform()
@@ -212,7 +214,7 @@ class MathLib:
             ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
             # Taylor to degree 13: truncation 4e-18, below 0.05 ULP.
             coeffs = tuple(1.0 / math.factorial(k) for k in range(2, 14))
-        pin, fma = self.pin, self.fma
+        pin, pin_bits, fma = self.pin, self.pin_bits, self.fma
         coeffs = tuple(t(c) for c in coeffs)
         low, high = _horner(coeffs[:2], jit, pin), _horner(coeffs[2:], jit, pin)
         # exp(c a) for a >= 0, c = -1 or -2: c is a power of 2, so c*a and
@@ -221,7 +223,7 @@ class MathLib:
         c = -1.0 if kind == "expneg" else -2.0
         consts = tuple(t(v) for v in (lo / c, c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo))
         # n + 64 + bias, the biased exponent of 2^(n+64), folded into one add.
-        shifter_bits, offset, mbits = itype(shifter_bits), itype(64 + bias), itype(mbits)
+        exponent, mbits = itype(64 + bias - shifter_bits), itype(mbits)
 
         def parts(a):
             hi, c, c_log2e, shifter, ln2_hi, ln2_lo = pin(consts)
@@ -230,10 +232,11 @@ class MathLib:
             k = ac * c_log2e + shifter
             nf = k - shifter
             r = fma(nf, -ln2_lo, fma(nf, -ln2_hi, c * ac))
-            n = itype(t(k).view(itype) - shifter_bits)
             rr = r * r
             p = r + rr * (low(r) + rr * high(r))  # exp(r) - 1
-            return p, itype((n + offset) << mbits).view(t)  # 2^(n+64)
+            # The bits of k less those of the shifter are n; the biased
+            # exponent n + 64 + bias is one add of a pinned constant.
+            return p, itype((t(k).view(itype) + pin_bits(exponent)) << mbits).view(t)  # 2^(n+64)
 
         parts = jit(parts)
         # Scaled by 2^64 (2^62 for tanh'), see the docstring.
@@ -321,23 +324,45 @@ class MathLib:
 
         return self.jit(signbit)
 
-    def _make_with_sign_of(self):
-        """with_sign_of(m, x): ``copysign(m, x)`` for an ``m`` whose sign bit is clear.
+    def _make_abs(self):
+        """abs(x): ``|x|``, x with its sign bit cleared (NaN stays NaN).
 
-        On the CPU the sign bit of x is ORed in: one operation fewer than a
-        general copysign, which must clear m's sign bit first.
+        On the CPU through the bits, with the mask pinned (see
+        :func:`fastact._intrinsics.pin_bits`): Python's ``abs`` on a float
+        becomes the same AND, but with a mask that LLVM loads and broadcasts
+        again in every iteration.
         """
         if self.target == "cuda":
 
-            def with_sign_of(m, x):
+            def absolute(x):
+                return abs(x)
+
+        else:
+            t, itype, pin_bits = self.type, self.itype, self.pin_bits
+            magnitude = itype(np.iinfo(itype).max)
+
+            def absolute(x):
+                return itype(t(x).view(itype) & pin_bits(magnitude)).view(t)
+
+        return self.jit(absolute)
+
+    def _make_with_sign_of(self):
+        """with_sign_of(m, x, ax): ``copysign(m, x)`` for an ``m`` whose sign bit is clear; ``ax = |x|``.
+
+        On the CPU the sign bit of x is ORed in, one operation fewer than a
+        general copysign, which must clear m's sign bit first. That bit
+        alone is ``x XOR |x|``, so no mask constant is needed at all.
+        """
+        if self.target == "cuda":
+
+            def with_sign_of(m, x, ax):
                 return math.copysign(m, x)
 
         else:
             t, itype = self.type, self.itype
-            sign = itype(np.iinfo(itype).min)
 
-            def with_sign_of(m, x):
-                return itype(t(m).view(itype) | (t(x).view(itype) & sign)).view(t)
+            def with_sign_of(m, x, ax):
+                return itype(t(m).view(itype) | (t(x).view(itype) ^ t(ax).view(itype))).view(t)
 
         return self.jit(with_sign_of)
 

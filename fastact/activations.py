@@ -43,12 +43,12 @@ def sigmoid(m):
     >>> fa.sigmoid.derivative(np.array([0.0, 30.0], dtype=np.float32))
     array([2.500000e-01, 9.357623e-14], dtype=float32)
     """
-    expneg, signbit = m.expneg, m.signbit
+    expneg, signbit, absolute = m.expneg, m.signbit, m.abs
 
     def f(x):
         # With e = exp(-|x|): e and 1, 1 + e, then e and (1 + e)^2, each
         # numerator scaled as its denominator is (see MathLib._make_exp).
-        e, one, s, d_num, d_den = expneg(abs(x))
+        e, one, s, d_num, d_den = expneg(absolute(x))
         # f(|x|) = 1 / (1 + e), f(-|x|) = e / (1 + e): one division for
         # either sign, rounded once. f(-0.0) takes e / (1 + e) = f(0) as
         # well; a NaN gives NaN either way.
@@ -83,7 +83,7 @@ def tanh(m):
     >>> y, dy
     (np.float32(1.0), np.float32(8.244615e-09))
     """
-    tanh_exp, with_sign_of = m.tanh_exp, m.with_sign_of
+    tanh_exp, with_sign_of, absolute = m.tanh_exp, m.with_sign_of, m.abs
 
     def f(x):
         # With e = exp(-2|x|): tanh|x| = (1 - e) / (1 + e), with 1 - e taken
@@ -92,10 +92,11 @@ def tanh(m):
         # the rounded value: no cancellation where it nears 1, so f' keeps
         # its digits in saturation. One formula for all x, no select; two
         # divisions side by side, each rounded once.
-        w, s, e4, sq = tanh_exp(abs(x))  # 1 - e, 1 + e, 4e, (1 + e)^2, pairs scaled alike
+        ax = absolute(x)
+        w, s, e4, sq = tanh_exp(ax)  # 1 - e, 1 + e, 4e, (1 + e)^2, pairs scaled alike
         # The value is >= +0, so the sign of x goes on with one OR:
         # tanh(-0.0) = -0.0.
-        return with_sign_of(w / s, x), e4 / sq
+        return with_sign_of(w / s, x, ax), e4 / sq
 
     return f
 
