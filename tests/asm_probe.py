@@ -25,6 +25,11 @@ LABEL = re.compile(r"^(\.LBB\w+):", re.M)
 # Packed non-temporal stores of a whole vector register.
 NONTEMPORAL = re.compile(r"^\s*vmovntp[sd]\s+%[yz]mm", re.M)
 POOL_LOAD = re.compile(r"^\s*movabsq\s+\$\.LCPI", re.M)
+# A broadcast load from an address held in a register. In a kernel without
+# parameters (sigmoid, tanh) that is a constant-pool entry whose address was
+# hoisted out of the loop but whose value was not (integer masks, unless
+# pinned with fastact._intrinsics.pin_bits); elsewhere it may be a parameter.
+BARE_BROADCAST = re.compile(r"^\s*vp?broadcast\w*\s+\(%r(?!sp\))\w+\)", re.M)
 
 
 def functions(asm):
@@ -125,7 +130,9 @@ def main():
                         "conversions": sum(len(CONVERT.findall(b)) for b in own),
                         "nontemporal": sum(len(NONTEMPORAL.findall(b)) for b in loops),
                         "pool_loads_in_loop": sum(
-                            len(POOL_LOAD.findall(block)) for b in loops for block in vector_loops(b)
+                            len(POOL_LOAD.findall(block)) + len(BARE_BROADCAST.findall(block))
+                            for b in loops
+                            for block in vector_loops(b)
                         ),
                     }
                 )

@@ -46,9 +46,9 @@ def test_streaming_kernels_store_whole_vectors_non_temporally(report):
 
 
 def test_smooth_kernels_keep_their_constants_out_of_the_loop(report):
-    # Their float constants are pinned (fastact._intrinsics), so no loop re-loads one
-    # from the constant pool. (RReLU's training kernel does: its counter-based
-    # generator's integer constants, which the float fence cannot pin.)
+    # Their constants are pinned (fastact._intrinsics: pin, and pin_bits for the
+    # integer masks), so no loop re-loads or re-broadcasts one from the constant
+    # pool.
     smooth = [r for r in report if r["kernel"].split("/")[0] in ("sigmoid", "tanh")]
     assert len(smooth) == 16 + 5
     reloading = [r["kernel"] for r in smooth if r["pool_loads_in_loop"]]
