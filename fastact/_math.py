@@ -221,17 +221,33 @@ class MathLib:
         # the constant c*log2e are exact, and the clamp and the reduction work
         # on a directly (no dependent multiply by c ahead of them).
         c = -1.0 if kind == "expneg" else -2.0
-        consts = tuple(t(v) for v in (lo / c, c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo))
+        consts = tuple(t(v) for v in (lo / c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo))
+
+        # c*a without a multiply: a pinned c (see fastact._intrinsics) was a
+        # vmulps in every iteration. -a folds into the FMA that takes it
+        # (vfmsub), -(a + a) is an add; both are exact, so the bits are those
+        # of c*a (checked over all float32 inputs of sigmoid and tanh).
+        if kind == "expneg":
+
+            def times_c(a):
+                return -a
+
+        else:
+
+            def times_c(a):
+                return -(a + a)
+
+        times_c = jit(times_c)
         # n + 64 + bias, the biased exponent of 2^(n+64), folded into one add.
         exponent, mbits = itype(64 + bias - shifter_bits), itype(mbits)
 
         def parts(a):
-            hi, c, c_log2e, shifter, ln2_hi, ln2_lo = pin(consts)
+            hi, c_log2e, shifter, ln2_hi, ln2_lo = pin(consts)
             # NaN fails the comparison and flows through unchanged.
             ac = hi if a > hi else a
             k = ac * c_log2e + shifter
             nf = k - shifter
-            r = fma(nf, -ln2_lo, fma(nf, -ln2_hi, c * ac))
+            r = fma(nf, -ln2_lo, fma(nf, -ln2_hi, times_c(ac)))
             rr = r * r
             p = r + rr * (low(r) + rr * high(r))  # exp(r) - 1
             # The bits of k less those of the shifter are n; the biased
