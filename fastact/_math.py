@@ -220,24 +220,26 @@ class MathLib:
         # exp(c a) for a >= 0, c = -1 or -2: c is a power of 2, so c*a and
         # the constant c*log2e are exact, and the clamp and the reduction work
         # on a directly (no dependent multiply by c ahead of them).
-        c = -1.0 if kind == "expneg" else -2.0
-        consts = tuple(t(v) for v in (lo / c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo))
-
-        # c*a without a multiply: a pinned c (see fastact._intrinsics) was a
-        # vmulps in every iteration. -a folds into the FMA that takes it
-        # (vfmsub), -(a + a) is an add; both are exact, so the bits are those
-        # of c*a (checked over all float32 inputs of sigmoid and tanh).
+        #
+        # times_c(a) = c*a without a multiply: a pinned c (see
+        # fastact._intrinsics) was a vmulps in every iteration. -a folds into
+        # the FMA that takes it (vfmsub), -(a + a) is an add; both are exact,
+        # so the bits are those of c*a (checked over all float32 inputs of
+        # sigmoid and tanh).
         if kind == "expneg":
+            c = -1.0
 
             def times_c(a):
                 return -a
 
         else:
+            c = -2.0
 
             def times_c(a):
                 return -(a + a)
 
         times_c = jit(times_c)
+        consts = tuple(t(v) for v in (lo / c, c * 1.4426950408889634, shifter, ln2_hi, ln2_lo))
         # n + 64 + bias, the biased exponent of 2^(n+64), folded into one add.
         exponent, mbits = itype(64 + bias - shifter_bits), itype(mbits)
 
