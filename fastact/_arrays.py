@@ -14,6 +14,28 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _OVERFLOW = {4: 2**128 - 2**103, 8: 2**1024 - 2**970}
 
 
+# New outputs of at least this many bytes start on a 64-byte line (see empty).
+ALIGNED_MIN_BYTES = 1 << 20
+
+
+def empty(shape, dtype, order: str = "C") -> np.ndarray:
+    """``np.empty``, but a large array starts on a 64-byte line.
+
+    NumPy's arrays start wherever malloc puts them, 16-byte aligned, so the
+    two outputs of a fused call often lie at different offsets within their
+    cache lines; the streaming kernels' direct stores need them alike
+    (``fastact._cpu.stream_layout``). Below ``ALIGNED_MIN_BYTES``, where no
+    call streams, the plain ``np.empty`` is cheaper.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < ALIGNED_MIN_BYTES:
+        return np.empty(shape, dtype, order=order)
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + nbytes].view(dtype).reshape(shape, order=order)
+
+
 def as_scalar(value, dtype, name: str):
     """A real number as a ``dtype`` scalar, never silently infinite.
 
@@ -217,9 +239,9 @@ def ready_operands(arrays, out, n_out: int, fortran: bool = False):
         if not (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
             return None
     if out is None:
-        results = [np.empty(shape, dtype, order=order)]
+        results = [empty(shape, dtype, order)]
         if n_out == 2:
-            results.append(np.empty(shape, dtype, order=order))
+            results.append(empty(shape, dtype, order))
     elif n_out == 1:
         if not _ready_out(out, arrays, dtype, shape, order):
             return None
@@ -229,11 +251,11 @@ def ready_operands(arrays, out, n_out: int, fortran: bool = False):
             return None
         y, dy = out
         if y is None:
-            y = np.empty(shape, dtype, order=order)
+            y = empty(shape, dtype, order)
         elif not _ready_out(y, arrays, dtype, shape, order):
             return None
         if dy is None:
-            dy = np.empty(shape, dtype, order=order)
+            dy = empty(shape, dtype, order)
         elif not _ready_out(dy, arrays, dtype, shape, order) or (out[0] is not None and not _apart(y, dy)):
             return None
         results = [y, dy]
@@ -297,13 +319,13 @@ class Layout:
         buffers = []
         for k, o in enumerate(outs):
             if o is None:
-                o = buf = np.empty(shape, dtype, order=order)
+                o = buf = empty(shape, dtype, order)
             else:
                 buf = o if type(o) is np.ndarray else o.view(np.ndarray)
                 flags = buf.flags
                 if not (flags.c_contiguous if order == "C" else flags.f_contiguous) or not buf.dtype.isnative:
                     check_own_elements(buf, where, label if len(outs) == 1 else f"out[{k}]")
-                    buf = np.empty(shape, dtype, order=order)
+                    buf = empty(shape, dtype, order)
                     self._copy_back.append((o, buf))
             self.results.append(o)
             buffers.append(buf if flat else buf.ravel(order))

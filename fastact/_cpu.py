@@ -14,10 +14,12 @@ Loop shapes:
 * ``random``: RReLU in training, one slope per element from a counter-based
   generator, so slopes depend on (seed, index) only.
 
-The flat loops (``elementwise``, ``random``) have a streaming variant for
-calls whose arrays exceed the last-level cache: it computes blocks into a
-small buffer and writes them out with non-temporal stores (see
-``_streaming_loop``), with the same bits as the plain loop.
+The flat loops (``elementwise``, ``random``) have two streaming variants for
+calls whose arrays exceed the last-level cache, both writing the outputs
+with non-temporal stores and giving the plain loop's bits: ``blocks``
+computes blocks into a small buffer and copies them out (see
+``_streaming_loop``), ``direct`` stores from the compute loop itself (see
+``_direct_loop``), which is faster where the CPU allows it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fastact._config import (
     REDUCTION_BLOCK,
     STREAM_BLOCK_BYTES,
     STREAM_CHUNKS_PER_THREAD,
+    STREAM_DIRECT_CPUS,
     STREAM_MIN_BYTES_DEFAULT,
     X86_64,
 )
@@ -55,6 +58,18 @@ FLAT_LOOPS = ("elementwise", "random")
 STREAMING = X86_64
 STREAM_MIN_BYTES: int | None = None
 _cache_bytes: int | None = None
+
+# How streaming calls write: True for the ``direct`` loops, False for
+# ``blocks``; None chooses by the CPU (``direct`` on the CPUs in
+# STREAM_DIRECT_CPUS, where it was measured faster). Either way ``direct``
+# needs all outputs at one offset within a 64-byte line; other calls take
+# ``blocks``.
+STREAM_DIRECT: bool | None = None
+_host_cpu: str | None = None
+
+# The ways of writing a call's outputs: ordinary stores, or one of the two
+# streaming loops.
+STREAM_LAYOUTS = (None, "blocks", "direct")
 
 # Disk caching of compiled kernels (Numba's ``cache=True``); set to False
 # before the first call to compile in memory only.
@@ -86,37 +101,56 @@ def inline_jit(fn):
     return register_jitable(fastmath=set(FASTMATH), error_model=ERROR_MODEL, inline="always")(fn)
 
 
-def _store(mode: str, jit=inline_jit):
+def _put(stream: bool, jit=inline_jit):
+    """``put(dst, k, v)``: ``dst[k] = v``, non-temporal if ``stream`` (CPU only).
+
+    The non-temporal form (``stream_element``) may run only in loops that
+    start on a 64-byte line of ``dst``; see ``_direct_loop``.
+    """
+    if stream:
+        from fastact._intrinsics import stream_element
+
+        return stream_element
+
+    def put(dst, k, v):
+        dst[k] = v
+
+    return jit(put)
+
+
+def _store(mode: str, jit=inline_jit, stream: bool = False):
     """``store(ins, i, outs, j, y, d)``: write element j of ``mode`` from f and f'.
 
     ``i`` indexes the inputs and ``j`` the outputs: the same index in a
-    plain loop, the position in a block buffer in a streaming one. Inlined
+    plain loop, the position in a block buffer in a streaming one. With
+    ``stream`` the stores are non-temporal (``_direct_loop``). Inlined
     at Numba IR level so that the loop body is one function that LLVM
     vectorizes; the scalar ``f`` is called from the loop itself (measured: an
     un-inlined call layer in between left a fused tanh unvectorized, 270 ms
     instead of 17 ms at 2^24 float32). The input ``x`` is always ``ins[-1]``;
     for ``forward`` the unused derivative is removed as dead code.
     """
+    put = _put(stream, jit)
     if mode == "forward":
 
         def store(ins, i, outs, j, y, d):
-            outs[0][j] = y
+            put(outs[0], j, y)
 
     elif mode == "derivative":
 
         def store(ins, i, outs, j, y, d):
-            outs[0][j] = d
+            put(outs[0], j, d)
 
     elif mode == "fused":
 
         def store(ins, i, outs, j, y, d):
-            outs[0][j] = y
-            outs[1][j] = d
+            put(outs[0], j, y)
+            put(outs[1], j, d)
 
     elif mode == "backward":
 
         def store(ins, i, outs, j, y, d):
-            outs[0][j] = ins[0][i] * d
+            put(outs[0], j, ins[0][i] * d)
 
     else:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -239,6 +273,24 @@ def _line_gap(itemsize: int):
     return inline_jit(line_gap)
 
 
+def _line_offset(itemsize: int):
+    """``line_offset(a, n)``: elements of ``a`` before its first 64-byte line, at most n.
+
+    0 if ``a`` is not aligned to its item size (no element starts a line).
+    """
+    u64 = np.uint64
+    size = u64(itemsize)
+    line_gap = _line_gap(itemsize)
+
+    def line_offset(a, n):
+        address = u64(a.ctypes.data)
+        if address % size != u64(0):
+            return 0
+        return min(n, np.int64(line_gap(address)))
+
+    return inline_jit(line_offset)
+
+
 def _stream_out(itemsize: int):
     """``stream_out(dst, s, m, src)``: ``dst[s:s+m] = src[:m]``, whole lines streamed.
 
@@ -273,6 +325,28 @@ def _stream_out(itemsize: int):
     return inline_jit(stream_out)
 
 
+def _stream_parts(element, store):
+    """The pieces both streaming loops share, as inlined functions.
+
+    ``plain(ins, outs, p, first, last)``: elements ``first:last`` with
+    ordinary stores. ``share_out(blocks, chunks)``: ``(chunks, per_chunk)``,
+    ``blocks`` in at most ``chunks`` contiguous runs, none empty.
+    """
+
+    def plain(ins, outs, p, first, last):
+        x = ins[-1]
+        for i in range(first, last):
+            y, d = element(x, i, p)
+            store(ins, i, outs, i, y, d)
+
+    def share_out(blocks, chunks):
+        chunks = max(1, min(blocks, chunks))
+        per_chunk = (blocks + chunks - 1) // chunks
+        return (blocks + per_chunk - 1) // per_chunk, per_chunk
+
+    return inline_jit(plain), inline_jit(share_out)
+
+
 def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize: int):
     """The flat loops for outputs that do not fit in the caches.
 
@@ -284,16 +358,17 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
     are written one after the other. Two streams of stores to outputs at the
     same offset within a 4 KiB page, as NumPy's large arrays are, hold each
     other up when they alternate closely (the conflict repeats every 4 KiB
-    of distance and was gone from 512 bytes): measured at 2^24 float32, a
-    fused tanh with direct non-temporal stores from the compute loop took
+    of distance and was gone from 512 bytes): measured on a Zen 3 (AVX2) at
+    2^24 float32, a fused tanh with direct non-temporal stores from the compute loop took
     20 ms at the same offset, 7.0 ms with the outputs 512 bytes apart, and
     7.4 ms as blocks; in a C transcription, alternating line by line within
     a block took 1.3-1.6x as long as block by block at the same offset.
     Blocks keep the streams apart at any offset, and they need no alignment
     that the loop vectorizer cannot see (it vectorizes a non-temporal store
-    only where the scalar store claims 32-byte alignment). Blocks start on a line
-    boundary of the outputs, so that no line inside the array is written
-    partly with ordinary stores. The chunks of blocks are
+    only where the scalar store claims the vector's alignment). A Zen 4
+    showed no such conflict; there ``_direct_loop`` is used instead. Blocks
+    start on a line boundary of the outputs, so that no line inside the
+    array is written partly with ordinary stores. The chunks of blocks are
     contiguous ranges (several per thread, for balance), each with its own
     buffer; a fence after each chunk makes the streamed lines visible to
     the thread that returns the result.
@@ -310,18 +385,10 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
 
     u64 = np.uint64
     element = _element(f, loop, m, arity)
+    plain, share_out = _stream_parts(element, store)
     stream_out = _stream_out(itemsize)
     block = STREAM_BLOCK_BYTES // itemsize
-    size = u64(itemsize)
-    line_gap = _line_gap(itemsize)
-
-    @inline_jit
-    def line_offset(a, n):
-        """Elements of ``a`` before its first 64-byte line (0 if never aligned)."""
-        address = u64(a.ctypes.data)
-        if address % size != u64(0):
-            return 0
-        return min(n, np.int64(line_gap(address)))
+    line_offset = _line_offset(itemsize)
 
     def kernel(ins, outs, p, chunks):
         x = ins[-1]
@@ -330,14 +397,10 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
         # they share its offset in a line, as NumPy's large arrays do); the
         # elements before the first such line get ordinary stores.
         head = line_offset(outs[0], n)
-        for i in range(head):
-            y, d = element(x, i, p)
-            store(ins, i, outs, i, y, d)
+        plain(ins, outs, p, 0, head)
         rest = n - head
         blocks = (rest + block - 1) // block
-        chunks = max(1, min(blocks, chunks))
-        per_chunk = (blocks + chunks - 1) // chunks
-        chunks = (blocks + per_chunk - 1) // per_chunk
+        chunks, per_chunk = share_out(blocks, chunks)
         buffers = np.empty((chunks, n_out, block), x.dtype)
         for c in prange(chunks):
             buf = buffers[c]
@@ -351,6 +414,62 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
                 for k in range(n_out):
                     stream_out(outs[k], start, length, buf[k])
             store_fence()
+
+    return kernel
+
+
+def _direct_loop(f, store, stream, loop: str, m, prange, arity, itemsize: int):
+    """The flat loops for large outputs, non-temporal stores from the compute loop.
+
+    ``store`` writes with ordinary stores, ``stream`` with non-temporal ones
+    (``fastact._intrinsics.stream_element``), which the loop vectorizer
+    turns into packed ``vmovntps``. Those need every vector store aligned to
+    its width, so the loop starts on a 64-byte line of the first output and
+    the caller (``launch``, through ``stream_layout``) sends here only calls
+    whose outputs all lie at that same offset within a line, each aligned to
+    its item size. The elements before the first line and after the last
+    whole block get ordinary stores. Whole blocks of ``STREAM_BLOCK_BYTES``
+    per output are shared out in contiguous chunks, as in
+    ``_streaming_loop``, with a fence after each chunk.
+
+    Against the blocks of ``_streaming_loop`` this saves the copy-out, one
+    more store and load per element and output. On an AVX-512 Zen 4, one
+    thread, a fused float32 tanh with its arrays in L2 took 6.1 ns per 16
+    elements against 8.0 with the blocks (the plain loop: 6.1-6.7), and at
+    2^24 elements on both cores it was as fast as the blocks or faster
+    (4.9-5.2 against 4.9-5.5 ms), with the outputs at the same offset within
+    a page or 1-2 KiB apart. On a Zen 3 (AVX2) the same stores with two
+    outputs at the same offset within a page had been 2.7x slower than the
+    blocks, which is why ``stream_layout`` picks this loop only on the CPUs
+    where it was measured (``STREAM_DIRECT_CPUS``).
+    """
+    from fastact._intrinsics import store_fence
+
+    u64 = np.uint64
+    element = _element(f, loop, m, arity)
+    plain, share_out = _stream_parts(element, store)
+    block = STREAM_BLOCK_BYTES // itemsize
+    line_offset = _line_offset(itemsize)
+
+    def kernel(ins, outs, p, chunks):
+        x = ins[-1]
+        n = x.shape[0]
+        head = line_offset(outs[0], n)
+        blocks = (n - head) // block
+        plain(ins, outs, p, 0, head)
+        if blocks > 0:
+            chunks, per_chunk = share_out(blocks, chunks)
+            for c in prange(chunks):
+                first = u64(head) + u64(c * per_chunk) * u64(block)
+                last = u64(head) + u64(min(blocks, (c + 1) * per_chunk)) * u64(block)
+                # One loop over the chunk's whole blocks: it starts on a
+                # line, and its trip count (a multiple of the block) is a
+                # run-time value, so LLVM vectorizes it rather than unrolling.
+                for i in range(first, last):
+                    y, d = element(x, i, p)
+                    stream(ins, i, outs, i, y, d)
+                store_fence()
+        plain(ins, outs, p, head + blocks * block, n)
 
     return kernel
 
@@ -437,13 +556,17 @@ def get_kernel(
     loop: str = "elementwise",
     parallel: bool = True,
     arity: int = 0,
-    stream: bool = False,
+    stream: str | None = None,
 ):
     """The compiled-on-first-call kernel of one activation, dtype, mode and loop.
 
-    ``stream`` selects the blocked loop with non-temporal stores (flat loops
-    only), for outputs too large to stay in the caches.
+    ``stream`` selects a loop with non-temporal stores (flat loops only), for
+    outputs too large to stay in the caches: ``"blocks"``
+    (``_streaming_loop``) or ``"direct"`` (``_direct_loop``); None for
+    ordinary stores.
     """
+    if stream not in STREAM_LAYOUTS:
+        raise ValueError(f"unknown stream layout {stream!r}; expected one of {STREAM_LAYOUTS}")
     if stream and (loop not in FLAT_LOOPS or mode == "prelu_backward"):
         raise ValueError(f"no streaming kernel for the {loop!r} loop in mode {mode!r}")
     key = (activation.name, dtype, mode, loop, parallel, stream)  # arity follows from name and loop
@@ -468,10 +591,16 @@ def get_kernel(
             if mode == "prelu_backward":
                 py = _prelu_backward_loop(f, loop, m, loop_range)
                 kernel = _jit(py, parallel, FASTMATH_REDUCTION)
-            elif stream:
+            elif stream == "blocks":
                 n_out = TRAFFIC[mode][1]
                 itemsize = np.dtype(dtype).itemsize
                 py = _streaming_loop(f, _store(mode), loop, m, loop_range, arity, n_out, itemsize)
+                kernel = _jit(py, parallel)
+            elif stream == "direct":
+                itemsize = np.dtype(dtype).itemsize
+                py = _direct_loop(
+                    f, _store(mode), _store(mode, stream=True), loop, m, loop_range, arity, itemsize
+                )
                 kernel = _jit(py, parallel)
             else:
                 py = _loop(f, _store(mode), loop, m, loop_range, arity)
@@ -501,6 +630,34 @@ def use_streaming(mode: str, loop: str, size: int, itemsize: int) -> bool:
     if mode == "prelu_backward" or loop not in FLAT_LOOPS or not STREAMING:
         return False
     return bytes_moved(mode, size, itemsize) >= stream_min_bytes()
+
+
+def direct_stores() -> bool:
+    """Whether streaming calls store from the compute loop (``STREAM_DIRECT``, or by CPU)."""
+    global _host_cpu
+    if STREAM_DIRECT is not None:
+        return STREAM_DIRECT
+    if _host_cpu is None:
+        import llvmlite.binding as llvm
+
+        _host_cpu = llvm.get_host_cpu_name()
+    return _host_cpu in STREAM_DIRECT_CPUS
+
+
+def stream_layout(outs, itemsize: int) -> str:
+    """``"direct"`` or ``"blocks"``: how a streaming call writes ``outs`` (flat arrays).
+
+    ``direct`` only where ``direct_stores()`` and every output is aligned to
+    its item size and at the first one's offset within a 64-byte line (as
+    NumPy's large arrays are): its packed non-temporal stores need each
+    output's lines to start at the same element.
+    """
+    if not direct_stores():
+        return "blocks"
+    first = outs[0].ctypes.data
+    if first % itemsize or any((o.ctypes.data - first) % 64 for o in outs[1:]):
+        return "blocks"
+    return "direct"
 
 
 def stream_min_bytes() -> int:
@@ -551,7 +708,9 @@ def launch(activation, dtype, mode, loop, size, *args):
     """Run a kernel, choosing the parallel or serial build by ``size`` (``dtype``: a numpy.dtype)."""
     parallel = use_parallel(size)
     arity = len(args[-1]) if loop == "elementwise" and mode != "prelu_backward" else 1
-    stream = use_streaming(mode, loop, size, dtype.itemsize)
+    stream = None
+    if use_streaming(mode, loop, size, dtype.itemsize):
+        stream = stream_layout(args[1], dtype.itemsize)
     kernel = get_kernel(activation, dtype, mode, loop, parallel, arity, stream)
     if stream:
         # The number of chunks of blocks; read here, because numba's

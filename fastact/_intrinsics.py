@@ -1,4 +1,7 @@
-"""LLVM intrinsics for the CPU kernels: ``pin``, ``pin_bits``, ``fma``, ``stream_vector``, ``store_fence``.
+"""LLVM intrinsics for the CPU kernels.
+
+``pin``, ``pin_bits``, ``fma``, ``stream_vector``, ``stream_element`` and
+``store_fence``.
 
 ``pin(v)``: ``v`` unchanged, but opaque to LLVM's constant folding. A float
 constant in a kernel is an LLVM constant, and with the large code model of
@@ -28,8 +31,9 @@ feeds several sums (``p*s + s`` and ``p*s + (1 + s)`` in exp), or the same
 product also stands alone, LLVM computes it once, rounded, and the sums round
 twice. Those sums ask for the FMA by name.
 
-``stream_vector`` and ``store_fence``: the non-temporal stores of the
-streaming kernels (``fastact._cpu``), and the fence that orders them.
+``stream_vector``, ``stream_element`` and ``store_fence``: the
+non-temporal stores of the streaming kernels (``fastact._cpu``), and the
+fence that orders them.
 
 This module imports Numba, so it is imported only when a kernel is built.
 The jitted functions here are plain module-level functions (their compiled forms
@@ -121,6 +125,12 @@ def fma(a, b, c):
 STREAM_BYTES = 32
 
 
+def _store_nontemporal(builder, value, ptr, align):
+    """Emit ``*ptr = value`` marked ``!nontemporal``, claiming ``align`` bytes."""
+    store = builder.store(value, ptr, align=align)
+    store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+
+
 @intrinsic
 def _stream_vector(typingctx, dst, k, src, j):
     ok = (
@@ -148,8 +158,7 @@ def _stream_vector(typingctx, dst, k, src, j):
             return builder.bitcast(ptr, vector)
 
         value = builder.load(address(src_ty, args[2], args[3]), align=context.get_abi_sizeof(item))
-        store = builder.store(value, address(dst_ty, args[0], args[1]), align=STREAM_BYTES)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        _store_nontemporal(builder, value, address(dst_ty, args[0], args[1]), STREAM_BYTES)
         return context.get_dummy_value()
 
     return types.void(dst, k, src, j), codegen
@@ -166,6 +175,55 @@ def stream_vector(dst, k, src, j):
     ``store_fence()`` must follow before another thread reads ``dst``.
     """
     _stream_vector(dst, k, src, j)
+
+
+# The alignment that ``stream_element`` claims: a whole 64-byte line, the
+# widest vector store (AVX-512).
+LINE_BYTES = 64
+
+
+@intrinsic
+def _stream_element(typingctx, dst, k, value):
+    ok = (
+        isinstance(dst, types.Array)
+        and dst.ndim == 1
+        and isinstance(dst.dtype, types.Float)
+        and isinstance(k, types.Integer)
+        and isinstance(value, types.Float)
+    )
+    if not ok:
+        return None
+
+    def codegen(context, builder, sig, args):
+        from numba.core import cgutils
+
+        dst_ty, _, value_ty = sig.args
+        array = context.make_array(dst_ty)(context, builder, value=args[0])
+        ptr = cgutils.get_item_pointer(context, builder, dst_ty, array, [args[1]], wraparound=False)
+        item = context.cast(builder, args[2], value_ty, dst_ty.dtype)
+        _store_nontemporal(builder, item, ptr, LINE_BYTES)
+        return context.get_dummy_value()
+
+    return types.void(dst, k, value), codegen
+
+
+@register_jitable
+def stream_element(dst, k, value):
+    """``dst[k] = value`` as a non-temporal store, for loops that LLVM vectorizes.
+
+    The loop vectorizer turns it into packed non-temporal stores only if the
+    scalar store claims the alignment of the vector store it becomes (the
+    vector inherits the scalar's alignment, and x86 has no unaligned
+    ``vmovntps``). So it claims ``LINE_BYTES``, and a caller may use it only
+    in a loop over consecutive elements whose first element starts a 64-byte
+    line of ``dst``. The vector iterations of such a loop start at whole
+    multiples of their own width from there (LLVM's vectorizer does not
+    peel iterations), so each packed store is as aligned as the instruction
+    needs: 64 bytes for 16 float32, 32 for 8. Anywhere else the packed store
+    would fault. ``store_fence()`` must follow before another thread reads
+    ``dst``.
+    """
+    _stream_element(dst, k, value)
 
 
 @intrinsic

@@ -19,11 +19,13 @@ PACKED = re.compile(r"^\s*v\w+ps\s+.*%[yz]mm", re.M)
 CONVERT = re.compile(r"\b(v?cvtss2sd|v?cvtps2pd|v?cvtsd2ss|v?cvtpd2ps)\b")
 FUNCTION = re.compile(r"^\s*\.type\s+(\S+),@function", re.M)
 LABEL = re.compile(r"^(\.LBB\w+):", re.M)
+# Packed non-temporal stores of a whole vector register: the float forms, or
+# the integer one where the last operation on the value was a bitwise one
+# (tanh's sign).
+NONTEMPORAL = re.compile(r"^\s*vmovnt(?:ps|pd|dq)\s+%[yz]mm", re.M)
 # A constant-pool address built inside a loop (Numba's JIT uses the large code
 # model): the constant is re-loaded on every iteration instead of staying in
 # a register (see fastact._intrinsics).
-# Packed non-temporal stores of a whole vector register.
-NONTEMPORAL = re.compile(r"^\s*vmovntp[sd]\s+%[yz]mm", re.M)
 POOL_LOAD = re.compile(r"^\s*movabsq\s+\$\.LCPI", re.M)
 # A broadcast load from an address held in a register. In a kernel without
 # parameters (sigmoid, tanh) that is a constant-pool entry whose address was
@@ -61,6 +63,13 @@ def vector_loops(body):
             if PACKED.search(block):
                 blocks.append(block)
     return blocks
+
+
+def on_a_line(n):
+    """An empty float32 array of n elements that starts on a 64-byte line."""
+    raw = np.empty(4 * n + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + 4 * n].view(np.float32)
 
 
 def exercise(size):
@@ -101,15 +110,19 @@ def main():
     _cpu.CACHE = False
     exercise(1 << 16)  # parallel kernels
     exercise(64)  # single-threaded kernels
-    # Streaming kernels (non-temporal stores), forced on: fused for the
-    # four elementwise activations, every mode of tanh.
+    # Streaming kernels (non-temporal stores), forced on, in both layouts
+    # (blocks, and direct stores into outputs that start on a 64-byte
+    # line): fused for the four elementwise activations, every mode of tanh.
     _cpu.STREAMING, _cpu.STREAM_MIN_BYTES = True, 0
-    x = np.linspace(-5, 5, 1 << 16).astype(np.float32)
-    for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
-        fa.ACTIVATIONS[name].fused(x)
-    fa.tanh(x)
-    fa.tanh.derivative(x)
-    fa.tanh.backward(x, x)
+    n = 1 << 16
+    x = np.linspace(-5, 5, n).astype(np.float32)
+    for direct in (False, True):
+        _cpu.STREAM_DIRECT = direct
+        for name in ("sigmoid", "tanh", "relu", "leaky_relu"):
+            fa.ACTIVATIONS[name].fused(x, out=(on_a_line(n), on_a_line(n)))
+        fa.tanh(x, out=on_a_line(n))
+        fa.tanh.derivative(x, out=on_a_line(n))
+        fa.tanh.backward(x, x, out=on_a_line(n))
     for (name, _dtype, mode, loop, parallel, stream), kernel in _cpu._kernels.items():
         for asm in kernel.inspect_asm().values():
             bodies = functions(asm)
@@ -124,7 +137,7 @@ def main():
                 json.dumps(
                     {
                         "kernel": f"{name}/{mode}/{loop}/{'parallel' if parallel else 'serial'}"
-                        + ("/stream" if stream else ""),
+                        + {None: "", "blocks": "/stream", "direct": "/direct"}[stream],
                         "loop_functions": len(loops),
                         "packed": sum(len(PACKED.findall(b)) for b in loops),
                         "conversions": sum(len(CONVERT.findall(b)) for b in own),

@@ -13,7 +13,7 @@ from tolerances import ULP_TOLERANCE
 
 import fastact as fa
 from fastact import _cpu
-from fastact._config import PARALLEL_MIN_SIZE, STREAM_BLOCK_BYTES
+from fastact._config import PARALLEL_MIN_SIZE, STREAM_BLOCK_BYTES, STREAM_DIRECT_CPUS
 
 # (activation, mode, dtype, length): serial and parallel builds, float32 and
 # float64, lengths off every block and line boundary.
@@ -36,15 +36,24 @@ def call(name, mode, x, g, out):
     return (act if mode == "forward" else act.derivative)(x, out=out, **kw)
 
 
+def line_start(nbytes):
+    """A NaN-filled uint8 buffer of ``nbytes`` that starts on a 64-byte line."""
+    raw = np.full(nbytes + 64, 0xFF, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + nbytes]
+
+
 def buffers(mode, n, dtype, shift):
-    """Output buffers starting ``shift`` elements past an allocation's start.
+    """Output buffers starting ``shift`` elements past a 64-byte line.
 
     For an odd ``shift`` a second output starts 3 elements further, at
-    another offset in its cache lines than the first.
+    another offset in its cache lines than the first (so direct stores are
+    impossible and the streaming call takes the blocks).
     """
     count = 2 if mode == "fused" else 1
+    size = np.dtype(dtype).itemsize
     starts = [shift + 3 * k * (shift % 2) for k in range(count)]
-    outs = [np.full(n + 16, np.nan, dtype)[s : s + n] for s in starts]
+    outs = [line_start((n + 16) * size).view(dtype)[s : s + n] for s in starts]
     return tuple(outs) if count == 2 else outs[0]
 
 
@@ -52,14 +61,27 @@ def as_tuple(result):
     return result if isinstance(result, tuple) else (result,)
 
 
+@pytest.fixture(params=[False, True], ids=["blocks", "direct"])
+def direct(request, monkeypatch):
+    """Both streaming layouts: the blocks, and direct stores where the outputs allow."""
+    monkeypatch.setattr(_cpu, "STREAM_DIRECT", request.param)
+    return request.param
+
+
 @pytest.fixture
-def streaming(monkeypatch):
+def streaming(monkeypatch, direct):
     monkeypatch.setattr(_cpu, "STREAMING", True)
     monkeypatch.setattr(_cpu, "STREAM_MIN_BYTES", 0)
 
 
+def expected_layout(outs, direct):
+    first = outs[0].ctypes.data
+    alike = all((o.ctypes.data - first) % 64 == 0 for o in outs)
+    return "direct" if direct and alike else "blocks"
+
+
 @pytest.mark.parametrize(("name", "mode", "dtype", "n"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
-def test_streaming_gives_the_plain_loops_bits(name, mode, dtype, n, monkeypatch):
+def test_streaming_gives_the_plain_loops_bits(name, mode, dtype, n, monkeypatch, direct):
     rng = np.random.default_rng(n)
     x = rng.uniform(-12, 12, n).astype(dtype)
     x[::97] = 0
@@ -69,8 +91,15 @@ def test_streaming_gives_the_plain_loops_bits(name, mode, dtype, n, monkeypatch)
     plain = as_tuple(call(name, mode, x, g, None))
     monkeypatch.setattr(_cpu, "STREAMING", True)
     monkeypatch.setattr(_cpu, "STREAM_MIN_BYTES", 0)
-    for shift in (0, 1, 3, 5):
-        got = as_tuple(call(name, mode, x, g, buffers(mode, n, dtype, shift)))
+    loop = "random" if name == "rrelu" else "elementwise"
+    parallel = _cpu.use_parallel(n)
+    for shift in (0, 1, 2, 3, 5):
+        outs = buffers(mode, n, dtype, shift)
+        layout = expected_layout(as_tuple(outs), direct)
+        assert _cpu.stream_layout(as_tuple(outs), np.dtype(dtype).itemsize) == layout
+        got = as_tuple(call(name, mode, x, g, outs))
+        key = (name, np.dtype(dtype), mode, loop, parallel, layout)
+        assert key in _cpu._kernels, f"shift {shift}: no {layout} kernel was built"
         for a, b in zip(got, plain, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"shift {shift}")
     # And against the references, independently of the plain loops.
@@ -130,7 +159,7 @@ def test_last_level_cache_size_is_read_from_sysfs(tmp_path):
     assert _cpu.last_level_cache_bytes(str(tmp_path / "missing")) is None
 
 
-def test_arrays_shorter_than_a_line(monkeypatch):
+def test_arrays_shorter_than_a_line(monkeypatch, direct):
     x = np.linspace(-20, 20, 40, dtype=np.float32)
     for n in (1, 5, 15, 16, 17, 33):
         for shift in (0, 3):
@@ -141,3 +170,58 @@ def test_arrays_shorter_than_a_line(monkeypatch):
             got = fa.sigmoid.fused(x[:n], out=buffers("fused", n, np.float32, shift))
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=f"n {n} shift {shift}")
+
+
+def test_direct_stores_follow_the_cpu(monkeypatch):
+    monkeypatch.setattr(_cpu, "STREAM_DIRECT", None)
+    for cpu in STREAM_DIRECT_CPUS:
+        monkeypatch.setattr(_cpu, "_host_cpu", cpu)
+        assert _cpu.direct_stores()
+    monkeypatch.setattr(_cpu, "_host_cpu", "znver3")
+    assert not _cpu.direct_stores()
+    # The setting overrides the CPU either way.
+    monkeypatch.setattr(_cpu, "STREAM_DIRECT", True)
+    assert _cpu.direct_stores()
+    monkeypatch.setattr(_cpu, "STREAM_DIRECT", False)
+    monkeypatch.setattr(_cpu, "_host_cpu", next(iter(STREAM_DIRECT_CPUS)))
+    assert not _cpu.direct_stores()
+
+
+def test_stream_layout_needs_outputs_alike_within_a_line(monkeypatch):
+    monkeypatch.setattr(_cpu, "STREAM_DIRECT", True)
+    raw = line_start(4096).view(np.float32)
+    a, b = raw[:256], raw[512:768]
+    assert _cpu.stream_layout((a, b), 4) == "direct"
+    # Same offset off the line start: still direct (the loop has a head).
+    assert _cpu.stream_layout((raw[3:200], raw[515:712]), 4) == "direct"
+    assert _cpu.stream_layout((raw[3:200],), 4) == "direct"
+    # Different offsets within their lines, or not aligned to the item size.
+    assert _cpu.stream_layout((raw[:256], raw[513:769]), 4) == "blocks"
+    odd = line_start(4096)[1:4001].view(np.float32)
+    assert _cpu.stream_layout((odd,), 4) == "blocks"
+    monkeypatch.setattr(_cpu, "STREAM_DIRECT", False)
+    assert _cpu.stream_layout((a, b), 4) == "blocks"
+
+
+def test_unknown_stream_layout_is_refused():
+    with pytest.raises(ValueError, match="stream layout"):
+        _cpu.get_kernel(fa.relu, np.dtype(np.float32), "forward", stream="sideways")
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_new_large_outputs_start_on_a_line(dtype, order):
+    from fastact._arrays import ALIGNED_MIN_BYTES, empty
+
+    rows = ALIGNED_MIN_BYTES // np.dtype(dtype).itemsize // 100 + 1
+    for _ in range(4):
+        a = empty((rows, 100), dtype, order)
+        assert a.shape == (rows, 100) and a.dtype == dtype
+        assert a.flags.c_contiguous if order == "C" else a.flags.f_contiguous
+        assert a.flags.writeable and a.ctypes.data % 64 == 0
+    small = empty((3, 5), dtype, order)
+    assert small.shape == (3, 5) and small.flags.owndata
+    # Through the API: both outputs of a large fused call on one line.
+    x = np.linspace(-3, 3, rows * 100).astype(dtype)
+    y, d = fa.tanh.fused(x)
+    assert y.ctypes.data % 64 == 0 and d.ctypes.data % 64 == 0

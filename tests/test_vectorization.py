@@ -20,8 +20,9 @@ def report():
 def test_every_kernel_was_inspected(report):
     kernels = {r["kernel"] for r in report}
     # 4 elementwise activations x 4 modes, prelu (3 loops x 3 modes + 3 backward),
-    # rrelu (2 loops x 4 modes), each parallel and serial; 7 streaming kernels.
-    assert len(kernels) == 2 * (16 + 12 + 8) + 7, sorted(kernels)
+    # rrelu (2 loops x 4 modes), each parallel and serial; 7 streaming
+    # kernels in each of the two layouts.
+    assert len(kernels) == 2 * (16 + 12 + 8) + 2 * 7, sorted(kernels)
     assert all(r["loop_functions"] >= 1 for r in report), [r for r in report if not r["loop_functions"]]
 
 
@@ -35,13 +36,16 @@ def test_float32_kernels_do_not_convert_to_float64(report):
     assert not converting, f"float32 <-> float64 conversions in: {converting}"
 
 
-def test_streaming_kernels_store_whole_vectors_non_temporally(report):
-    streaming = [r for r in report if r["kernel"].endswith("/stream")]
+@pytest.mark.parametrize("layout", ["stream", "direct"])
+def test_streaming_kernels_store_whole_vectors_non_temporally(report, layout):
+    streaming = [r for r in report if r["kernel"].endswith(f"/{layout}")]
     assert len(streaming) == 7
     plain = [r["kernel"] for r in streaming if not r["nontemporal"]]
     assert not plain, f"no packed non-temporal store in: {plain}"
     # Only they stream: the other kernels keep ordinary stores.
-    others = [r["kernel"] for r in report if r["nontemporal"] and r not in streaming]
+    others = [
+        r["kernel"] for r in report if r["nontemporal"] and not r["kernel"].endswith(("/stream", "/direct"))
+    ]
     assert not others, others
 
 
@@ -50,6 +54,7 @@ def test_smooth_kernels_keep_their_constants_out_of_the_loop(report):
     # integer masks), so no loop re-loads or re-broadcasts one from the constant
     # pool.
     smooth = [r for r in report if r["kernel"].split("/")[0] in ("sigmoid", "tanh")]
-    assert len(smooth) == 16 + 5
+    # 16 plain kernels, and 5 streaming ones in each layout.
+    assert len(smooth) == 16 + 2 * 5
     reloading = [r["kernel"] for r in smooth if r["pool_loads_in_loop"]]
     assert not reloading, f"constant-pool loads inside the vector loop of: {reloading}"
