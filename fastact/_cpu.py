@@ -15,7 +15,7 @@ Loop shapes:
   generator, so slopes depend on (seed, index) only.
 
 The flat loops (``elementwise``, ``random``) have two streaming variants for
-calls whose arrays exceed the last-level cache, both writing the outputs
+calls whose arrays exceed the last-level cache (``stream_min_bytes``), both writing the outputs
 with non-temporal stores and giving the plain loop's bits: ``blocks``
 computes blocks into a small buffer and copies them out (see
 ``_streaming_loop``), ``direct`` stores from the compute loop itself (see
@@ -38,7 +38,7 @@ from fastact._config import (
     STREAM_BLOCK_BYTES,
     STREAM_CHUNKS_PER_THREAD,
     STREAM_DIRECT_CPUS,
-    STREAM_MIN_BYTES_DEFAULT,
+    STREAM_MIN_BYTES_MAX,
     X86_64,
 )
 from fastact._math import mathlib
@@ -54,7 +54,7 @@ FLAT_LOOPS = ("elementwise", "random")
 # Non-temporal stores: on by default on x86-64, where their gain was
 # measured. Calls whose arrays together reach STREAM_MIN_BYTES stream their
 # outputs; None means the size of the last-level cache, read once from
-# sysfs (STREAM_MIN_BYTES_DEFAULT where it cannot be read).
+# sysfs, but at most STREAM_MIN_BYTES_MAX (see default_stream_min_bytes).
 STREAMING = X86_64
 STREAM_MIN_BYTES: int | None = None
 _cache_bytes: int | None = None
@@ -661,13 +661,25 @@ def stream_layout(outs, itemsize: int) -> str:
 
 
 def stream_min_bytes() -> int:
-    """The streaming threshold: ``STREAM_MIN_BYTES``, or the last-level cache's size."""
+    """The streaming threshold: ``STREAM_MIN_BYTES``, or ``default_stream_min_bytes()``."""
     global _cache_bytes
     if STREAM_MIN_BYTES is not None:
         return STREAM_MIN_BYTES
     if _cache_bytes is None:
-        _cache_bytes = last_level_cache_bytes() or STREAM_MIN_BYTES_DEFAULT
+        _cache_bytes = default_stream_min_bytes(last_level_cache_bytes())
     return _cache_bytes
+
+
+def default_stream_min_bytes(cache_bytes: int | None) -> int:
+    """The threshold for a last-level cache of ``cache_bytes`` (None: unknown).
+
+    The cache's size, but at most ``STREAM_MIN_BYTES_MAX``: what sysfs
+    reports is the whole cache, which on a server is shared with cores this
+    process does not run on (see ``fastact._config``).
+    """
+    if not cache_bytes:
+        return STREAM_MIN_BYTES_MAX
+    return min(cache_bytes, STREAM_MIN_BYTES_MAX)
 
 
 def last_level_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:

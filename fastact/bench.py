@@ -31,6 +31,7 @@ import numpy as np
 
 from fastact import baselines
 from fastact._cli import add_names_option, chosen, output_dir, positive_int, read_json
+from fastact._config import STREAM_MIN_BYTES_MAX
 
 # 2^18 float32 (three arrays, 3 MB) stays in this machine's L3 cache, and the
 # 3-10 us of Python per call is at most 0.04 ns per element there; at 2^14 it was a
@@ -560,7 +561,7 @@ def main(argv=None) -> int:
         f"Memory-bound: {size_label(args.memory_size)} float32 elements, all threads. Same "
         "provider in both columns; the roofline moves the same bytes with trivial arithmetic, and "
         "the streaming roofline does so with the non-temporal stores that fastact uses for arrays "
-        "larger than the last-level cache.",
+        f"larger than the last-level cache (at most {STREAM_MIN_BYTES_MAX >> 20} MiB moved per call).",
         "",
         summary_table(rows),
         "",

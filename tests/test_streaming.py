@@ -159,6 +159,15 @@ def test_last_level_cache_size_is_read_from_sysfs(tmp_path):
     assert _cpu.last_level_cache_bytes(str(tmp_path / "missing")) is None
 
 
+def test_threshold_is_the_cache_size_capped():
+    cap = _cpu.STREAM_MIN_BYTES_MAX
+    assert _cpu.default_stream_min_bytes(8 << 20) == 8 << 20
+    assert _cpu.default_stream_min_bytes(480 << 20) == cap
+    assert _cpu.default_stream_min_bytes(None) == cap
+    assert _cpu.default_stream_min_bytes(0) == cap
+    assert cap == 32 << 20
+
+
 def test_arrays_shorter_than_a_line(monkeypatch, direct):
     x = np.linspace(-20, 20, 40, dtype=np.float32)
     for n in (1, 5, 15, 16, 17, 33):
