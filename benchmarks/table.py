@@ -76,7 +76,7 @@ def table(path):
         lines.append(
             "x roofline: fastact and the rooflines timed in alternating rounds, ratio of the medians;"
             " the streaming roofline writes with non-temporal stores, as fastact does at this size"
-            " (roofline medians there: "
+            " (the plain roofline's medians in those rounds: "
             + ", ".join(f"{name} {v[1] * 1e3:.2f}" for name, v in paired.items())
             + " ms)."
         )

@@ -54,6 +54,15 @@ STREAM_CHUNKS_PER_THREAD = 8
 # 15 alternating rounds).
 STREAM_DIRECT_CPUS = frozenset({"znver4"})
 
+# CPUs (LLVM's names) whose flat loops are built with 512-bit vectors where
+# LLVM's tuning for them prefers 256 (fastact._intrinsics.prefer_wide_vectors).
+# On the Intel VM above, fused at 2^24 float32 on both cores (blocks, eight
+# back-to-back calls in each of three alternating rounds, medians): tanh
+# 8.66 -> 7.20 ms, sigmoid 8.49 -> 7.03, ReLU 5.10 -> 5.27; in an earlier
+# run 8.00 -> 6.86, 8.05 -> 6.71 and 5.80 -> 6.15. One thread with the
+# arrays in L2 it made no difference (tanh 7.0 ns per 16 elements either way).
+WIDE_VECTOR_CPUS = frozenset({"rocketlake"})
+
 # CUDA kernels: no fast-math at all. libdevice's accurate functions keep the
 # 4-ULP contract; numba's CUDA fastmath would swap in approximate ones.
 CUDA_FASTMATH = False

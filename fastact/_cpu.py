@@ -39,6 +39,7 @@ from fastact._config import (
     STREAM_CHUNKS_PER_THREAD,
     STREAM_DIRECT_CPUS,
     STREAM_MIN_BYTES_MAX,
+    WIDE_VECTOR_CPUS,
     X86_64,
 )
 from fastact._math import mathlib
@@ -66,6 +67,12 @@ _cache_bytes: int | None = None
 # ``blocks``.
 STREAM_DIRECT: bool | None = None
 _host_cpu: str | None = None
+
+# 512-bit loops where LLVM would choose 256-bit ones: True, False, or None
+# to choose by the CPU (WIDE_VECTOR_CPUS, where it was measured faster).
+# Flat loops only, not the direct streaming ones (see get_kernel); part of
+# the kernels' key.
+WIDE_VECTORS: bool | None = None
 
 # The ways of writing a call's outputs: ordinary stores, or one of the two
 # streaming loops.
@@ -190,13 +197,25 @@ def _caller(f, arity: int, jit=inline_jit):
     return jit(call)
 
 
-def _element(f, loop: str, m, arity: int, jit=inline_jit):
+def _element(f, loop: str, m, arity: int, jit=inline_jit, wide: bool = False):
     """``element(x, i, p)``: ``(f(x[i]), f'(x[i]))`` with the loop's parameters ``p``.
 
     ``elementwise``: ``p`` holds the activation's parameters. ``random``:
     ``p = (lower, width, k0, k1)``, and the slope of element i is
-    ``lower + width * u`` with u drawn from (k0, k1, i).
+    ``lower + width * u`` with u drawn from (k0, k1, i). With ``wide``
+    (CPU only) the loop it is inlined into gets 512-bit vectors
+    (``fastact._intrinsics.prefer_wide_vectors``).
     """
+    if wide:
+        from fastact._intrinsics import prefer_wide_vectors
+
+        narrow = _element(f, loop, m, arity, jit)
+
+        def wide_element(x, i, p):
+            prefer_wide_vectors()
+            return narrow(x, i, p)
+
+        return jit(wide_element)
     if loop == "elementwise":
         call = _caller(f, arity)
 
@@ -214,14 +233,14 @@ def _element(f, loop: str, m, arity: int, jit=inline_jit):
     return jit(element)
 
 
-def _loop(f, store, loop: str, m, prange, arity):
+def _loop(f, store, loop: str, m, prange, arity, wide: bool = False):
     # Indices computed from a row offset are made unsigned: Numba wraps
     # negative signed indices (x[-1] is the last element), and that select
     # turned the channel loops' contiguous loads into gathers.
     u64 = np.uint64
 
     if loop in FLAT_LOOPS:
-        element = _element(f, loop, m, arity)
+        element = _element(f, loop, m, arity, wide=wide)
 
         def kernel(ins, outs, p):
             x = ins[-1]
@@ -347,7 +366,7 @@ def _stream_parts(element, store):
     return inline_jit(plain), inline_jit(share_out)
 
 
-def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize: int):
+def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize: int, wide: bool = False):
     """The flat loops for outputs that do not fit in the caches.
 
     Each thread computes a block of ``STREAM_BLOCK_BYTES`` per output into a
@@ -384,7 +403,7 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
     from fastact._intrinsics import store_fence
 
     u64 = np.uint64
-    element = _element(f, loop, m, arity)
+    element = _element(f, loop, m, arity, wide=wide)
     plain, share_out = _stream_parts(element, store)
     stream_out = _stream_out(itemsize)
     block = STREAM_BLOCK_BYTES // itemsize
@@ -569,7 +588,11 @@ def get_kernel(
         raise ValueError(f"unknown stream layout {stream!r}; expected one of {STREAM_LAYOUTS}")
     if stream and (loop not in FLAT_LOOPS or mode == "prelu_backward"):
         raise ValueError(f"no streaming kernel for the {loop!r} loop in mode {mode!r}")
-    key = (activation.name, dtype, mode, loop, parallel, stream)  # arity follows from name and loop
+    # Not the direct loops: LLVM inlines their parfor function into Numba's
+    # wrapper, whose attributes it keeps, so the hint did not reach them
+    # (and where it was measured, streaming uses the blocks).
+    wide = loop in FLAT_LOOPS and mode != "prelu_backward" and stream != "direct" and wide_vectors()
+    key = (activation.name, dtype, mode, loop, parallel, stream, wide)  # arity follows from name and loop
     kernel = _kernels.get(key)
     if kernel is not None:
         return kernel
@@ -594,16 +617,15 @@ def get_kernel(
             elif stream == "blocks":
                 n_out = TRAFFIC[mode][1]
                 itemsize = np.dtype(dtype).itemsize
-                py = _streaming_loop(f, _store(mode), loop, m, loop_range, arity, n_out, itemsize)
+                py = _streaming_loop(f, _store(mode), loop, m, loop_range, arity, n_out, itemsize, wide)
                 kernel = _jit(py, parallel)
             elif stream == "direct":
                 itemsize = np.dtype(dtype).itemsize
-                py = _direct_loop(
-                    f, _store(mode), _store(mode, stream=True), loop, m, loop_range, arity, itemsize
-                )
+                stream_store = _store(mode, stream=True)
+                py = _direct_loop(f, _store(mode), stream_store, loop, m, loop_range, arity, itemsize)
                 kernel = _jit(py, parallel)
             else:
-                py = _loop(f, _store(mode), loop, m, loop_range, arity)
+                py = _loop(f, _store(mode), loop, m, loop_range, arity, wide)
                 kernel = _jit(py, parallel)
             _kernels[key] = kernel
     return kernel
@@ -632,16 +654,28 @@ def use_streaming(mode: str, loop: str, size: int, itemsize: int) -> bool:
     return bytes_moved(mode, size, itemsize) >= stream_min_bytes()
 
 
-def direct_stores() -> bool:
-    """Whether streaming calls store from the compute loop (``STREAM_DIRECT``, or by CPU)."""
+def host_cpu() -> str:
+    """LLVM's name for this CPU (as Numba compiles for it), read once."""
     global _host_cpu
-    if STREAM_DIRECT is not None:
-        return STREAM_DIRECT
     if _host_cpu is None:
         import llvmlite.binding as llvm
 
         _host_cpu = llvm.get_host_cpu_name()
-    return _host_cpu in STREAM_DIRECT_CPUS
+    return _host_cpu
+
+
+def direct_stores() -> bool:
+    """Whether streaming calls store from the compute loop (``STREAM_DIRECT``, or by CPU)."""
+    if STREAM_DIRECT is not None:
+        return STREAM_DIRECT
+    return host_cpu() in STREAM_DIRECT_CPUS
+
+
+def wide_vectors() -> bool:
+    """Whether flat loops are built with 512-bit vectors (``WIDE_VECTORS``, or by CPU)."""
+    if WIDE_VECTORS is not None:
+        return WIDE_VECTORS
+    return host_cpu() in WIDE_VECTOR_CPUS
 
 
 def stream_layout(outs, itemsize: int) -> str:

@@ -1,7 +1,7 @@
 """LLVM intrinsics for the CPU kernels.
 
-``pin``, ``pin_bits``, ``fma``, ``stream_vector``, ``stream_element`` and
-``store_fence``.
+``pin``, ``pin_bits``, ``fma``, ``stream_vector``, ``stream_element``,
+``store_fence`` and ``prefer_wide_vectors``.
 
 ``pin(v)``: ``v`` unchanged, but opaque to LLVM's constant folding. A float
 constant in a kernel is an LLVM constant, and with the large code model of
@@ -34,6 +34,9 @@ twice. Those sums ask for the FMA by name.
 ``stream_vector``, ``stream_element`` and ``store_fence``: the
 non-temporal stores of the streaming kernels (``fastact._cpu``), and the
 fence that orders them.
+
+``prefer_wide_vectors``: 512-bit loops on CPUs where LLVM would otherwise
+choose 256-bit ones (``fastact._cpu.wide_vectors``).
 
 This module imports Numba, so it is imported only when a kernel is built.
 The jitted functions here are plain module-level functions (their compiled forms
@@ -224,6 +227,37 @@ def stream_element(dst, k, value):
     ``dst``.
     """
     _stream_element(dst, k, value)
+
+
+# The vector width, in bits, that ``prefer_wide_vectors`` asks LLVM for.
+WIDE_VECTOR_BITS = 512
+
+
+@intrinsic
+def _prefer_wide_vectors(typingctx):
+    def codegen(context, builder, sig, args):
+        # llvmlite's set of function attributes takes only attributes without
+        # a value, and writes each entry into the IR as it stands; LLVM's
+        # string attributes are written "key"="value".
+        set.add(builder.function.attributes, f'"prefer-vector-width"="{WIDE_VECTOR_BITS}"')
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+# Inlined at Numba IR level: the attribute goes on the function being
+# lowered, which must be the one that holds the loop.
+@register_jitable(inline="always")
+def prefer_wide_vectors():
+    """Let LLVM vectorize the function this is inlined into with ``WIDE_VECTOR_BITS``.
+
+    LLVM tunes its Intel server CPUs to prefer 256-bit vectors even with
+    AVX-512 (``prefer-vector-width``, set per function); this asks for
+    512. It changes the instructions chosen, not the arithmetic: the
+    results are the same bits. On a CPU without 512-bit vectors LLVM
+    ignores it.
+    """
+    _prefer_wide_vectors()
 
 
 @intrinsic

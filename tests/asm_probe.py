@@ -1,8 +1,8 @@
 """Compile every float32 kernel afresh and report on its assembly (run as a script).
 
 Prints one JSON line per kernel: which function holds the loop, how many
-packed single-precision instructions on ymm/zmm registers it has, and how many
-float32 <-> float64 conversions. Kernels are compiled without the disk
+packed single-precision instructions on ymm/zmm registers it has (and on
+zmm alone), and how many float32 <-> float64 conversions. Kernels are compiled without the disk
 cache: Numba cannot show the assembly of a kernel loaded from it.
 """
 
@@ -16,6 +16,7 @@ import fastact as fa
 from fastact import _cpu
 
 PACKED = re.compile(r"^\s*v\w+ps\s+.*%[yz]mm", re.M)
+PACKED_512 = re.compile(r"^\s*v\w+ps\s+.*%zmm", re.M)
 CONVERT = re.compile(r"\b(v?cvtss2sd|v?cvtps2pd|v?cvtsd2ss|v?cvtpd2ps)\b")
 FUNCTION = re.compile(r"^\s*\.type\s+(\S+),@function", re.M)
 LABEL = re.compile(r"^(\.LBB\w+):", re.M)
@@ -123,7 +124,13 @@ def main():
         fa.tanh(x, out=on_a_line(n))
         fa.tanh.derivative(x, out=on_a_line(n))
         fa.tanh.backward(x, x, out=on_a_line(n))
-    for (name, _dtype, mode, loop, parallel, stream), kernel in _cpu._kernels.items():
+    # The fused sigmoid and tanh also in the vector width this CPU does not
+    # get by default (fastact._cpu.wide_vectors).
+    _cpu.STREAMING = False
+    _cpu.WIDE_VECTORS = not _cpu.wide_vectors()
+    fa.sigmoid.fused(x)
+    fa.tanh.fused(x)
+    for (name, _dtype, mode, loop, parallel, stream, wide), kernel in _cpu._kernels.items():
         for asm in kernel.inspect_asm().values():
             bodies = functions(asm)
             # A parallel kernel's loop is outlined into a "parfor gufunc"
@@ -138,8 +145,10 @@ def main():
                     {
                         "kernel": f"{name}/{mode}/{loop}/{'parallel' if parallel else 'serial'}"
                         + {None: "", "blocks": "/stream", "direct": "/direct"}[stream],
+                        "wide": wide,
                         "loop_functions": len(loops),
                         "packed": sum(len(PACKED.findall(b)) for b in loops),
+                        "packed_512": sum(len(PACKED_512.findall(b)) for b in loops),
                         "conversions": sum(len(CONVERT.findall(b)) for b in own),
                         "nontemporal": sum(len(NONTEMPORAL.findall(b)) for b in loops),
                         "pool_loads_in_loop": sum(

@@ -29,11 +29,20 @@ HERE = Path(__file__).parent
 TIMEOUT_S = 900
 
 
-def has_avx2() -> bool:
+def cpu_flag(flag: str) -> bool:
+    """Whether /proc/cpuinfo lists ``flag`` (False where it cannot be read)."""
     try:
-        return "avx2" in Path("/proc/cpuinfo").read_text()
+        return flag in Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
+
+
+def has_avx2() -> bool:
+    return cpu_flag("avx2")
+
+
+def has_avx512() -> bool:
+    return cpu_flag("avx512f")
 
 
 def has_numba_cuda() -> bool:

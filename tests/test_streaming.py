@@ -98,7 +98,15 @@ def test_streaming_gives_the_plain_loops_bits(name, mode, dtype, n, monkeypatch,
         layout = expected_layout(as_tuple(outs), direct)
         assert _cpu.stream_layout(as_tuple(outs), np.dtype(dtype).itemsize) == layout
         got = as_tuple(call(name, mode, x, g, outs))
-        key = (name, np.dtype(dtype), mode, loop, parallel, layout)
+        key = (
+            name,
+            np.dtype(dtype),
+            mode,
+            loop,
+            parallel,
+            layout,
+            layout == "blocks" and _cpu.wide_vectors(),
+        )
         assert key in _cpu._kernels, f"shift {shift}: no {layout} kernel was built"
         for a, b in zip(got, plain, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"shift {shift}")

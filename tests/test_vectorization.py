@@ -18,11 +18,12 @@ def report():
 
 
 def test_every_kernel_was_inspected(report):
-    kernels = {r["kernel"] for r in report}
+    kernels = {(r["kernel"], r["wide"]) for r in report}
     # 4 elementwise activations x 4 modes, prelu (3 loops x 3 modes + 3 backward),
     # rrelu (2 loops x 4 modes), each parallel and serial; 7 streaming
-    # kernels in each of the two layouts.
-    assert len(kernels) == 2 * (16 + 12 + 8) + 2 * 7, sorted(kernels)
+    # kernels in each of the two layouts; fused sigmoid and tanh in the other
+    # vector width.
+    assert len(kernels) == 2 * (16 + 12 + 8) + 2 * 7 + 2, sorted(kernels)
     assert all(r["loop_functions"] >= 1 for r in report), [r for r in report if not r["loop_functions"]]
 
 
@@ -54,7 +55,18 @@ def test_smooth_kernels_keep_their_constants_out_of_the_loop(report):
     # integer masks), so no loop re-loads or re-broadcasts one from the constant
     # pool.
     smooth = [r for r in report if r["kernel"].split("/")[0] in ("sigmoid", "tanh")]
-    # 16 plain kernels, and 5 streaming ones in each layout.
-    assert len(smooth) == 16 + 2 * 5
+    # 16 plain kernels, 5 streaming ones in each layout, 2 in the other width.
+    assert len(smooth) == 16 + 2 * 5 + 2
     reloading = [r["kernel"] for r in smooth if r["pool_loads_in_loop"]]
     assert not reloading, f"constant-pool loads inside the vector loop of: {reloading}"
+
+
+@pytest.mark.skipif(not background.has_avx512(), reason="512-bit vectors need AVX-512")
+def test_wide_kernels_use_512_bit_vectors(report):
+    wide = [r for r in report if r["wide"]]
+    assert {r["kernel"] for r in wide} >= {
+        "sigmoid/fused/elementwise/parallel",
+        "tanh/fused/elementwise/parallel",
+    }
+    narrow = [r["kernel"] for r in wide if r["packed_512"] < 4]
+    assert not narrow, f"no 512-bit loop in: {narrow}"
