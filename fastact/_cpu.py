@@ -70,7 +70,7 @@ _host_cpu: str | None = None
 
 # 512-bit loops where LLVM would choose 256-bit ones: True, False, or None
 # to choose by the CPU (WIDE_VECTOR_CPUS, where it was measured faster).
-# Flat loops only, not the direct streaming ones (see get_kernel); part of
+# Flat loops only, not the direct streaming ones (see builds_wide); part of
 # the kernels' key.
 WIDE_VECTORS: bool | None = None
 
@@ -588,10 +588,7 @@ def get_kernel(
         raise ValueError(f"unknown stream layout {stream!r}; expected one of {STREAM_LAYOUTS}")
     if stream and (loop not in FLAT_LOOPS or mode == "prelu_backward"):
         raise ValueError(f"no streaming kernel for the {loop!r} loop in mode {mode!r}")
-    # Not the direct loops: LLVM inlines their parfor function into Numba's
-    # wrapper, whose attributes it keeps, so the hint did not reach them
-    # (and where it was measured, streaming uses the blocks).
-    wide = loop in FLAT_LOOPS and mode != "prelu_backward" and stream != "direct" and wide_vectors()
+    wide = builds_wide(loop, mode, stream)
     key = (activation.name, dtype, mode, loop, parallel, stream, wide)  # arity follows from name and loop
     kernel = _kernels.get(key)
     if kernel is not None:
@@ -664,18 +661,32 @@ def host_cpu() -> str:
     return _host_cpu
 
 
+def _by_cpu(setting: bool | None, cpus: frozenset) -> bool:
+    """``setting``, or where it is None whether this CPU is one of ``cpus``."""
+    if setting is not None:
+        return setting
+    return host_cpu() in cpus
+
+
 def direct_stores() -> bool:
     """Whether streaming calls store from the compute loop (``STREAM_DIRECT``, or by CPU)."""
-    if STREAM_DIRECT is not None:
-        return STREAM_DIRECT
-    return host_cpu() in STREAM_DIRECT_CPUS
+    return _by_cpu(STREAM_DIRECT, STREAM_DIRECT_CPUS)
 
 
 def wide_vectors() -> bool:
     """Whether flat loops are built with 512-bit vectors (``WIDE_VECTORS``, or by CPU)."""
-    if WIDE_VECTORS is not None:
-        return WIDE_VECTORS
-    return host_cpu() in WIDE_VECTOR_CPUS
+    return _by_cpu(WIDE_VECTORS, WIDE_VECTOR_CPUS)
+
+
+def builds_wide(loop: str, mode: str, stream: str | None) -> bool:
+    """Whether the kernel of ``loop``, ``mode`` and ``stream`` layout gets 512-bit vectors.
+
+    The flat loops when ``wide_vectors()``, but not the direct streaming
+    ones: LLVM inlines their parfor function into Numba's wrapper, whose
+    attributes it keeps, so the hint did not reach them (and where it was
+    measured, streaming uses the blocks).
+    """
+    return loop in FLAT_LOOPS and mode != "prelu_backward" and stream != "direct" and wide_vectors()
 
 
 def stream_layout(outs, itemsize: int) -> str:

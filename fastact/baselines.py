@@ -330,7 +330,7 @@ def roofline_stream(x, y, d=None, *, g=None, mode="fused"):
     ins = (g.reshape(-1), x.reshape(-1)) if mode == "backward" else (x.reshape(-1),)
     outs = (y.reshape(-1), d.reshape(-1)) if mode == "fused" else (y.reshape(-1),)
     layout = _cpu.stream_layout(outs, x.dtype.itemsize)
-    kernel = _streaming_roofline_kernel(mode, x.dtype, layout, layout == "blocks" and _cpu.wide_vectors())
+    kernel = _streaming_roofline_kernel(mode, x.dtype, layout, _cpu.builds_wide("elementwise", mode, layout))
     _runtime.configure()
     with _runtime.parallel_launch():
         kernel(ins, outs, (), _cpu.stream_chunks(True))

@@ -13,7 +13,7 @@ from tolerances import ULP_TOLERANCE
 
 import fastact as fa
 from fastact import _cpu
-from fastact._config import PARALLEL_MIN_SIZE, STREAM_BLOCK_BYTES, STREAM_DIRECT_CPUS
+from fastact._config import PARALLEL_MIN_SIZE, STREAM_BLOCK_BYTES
 
 # (activation, mode, dtype, length): serial and parallel builds, float32 and
 # float64, lengths off every block and line boundary.
@@ -105,7 +105,7 @@ def test_streaming_gives_the_plain_loops_bits(name, mode, dtype, n, monkeypatch,
             loop,
             parallel,
             layout,
-            layout == "blocks" and _cpu.wide_vectors(),
+            _cpu.builds_wide(loop, mode, layout),
         )
         assert key in _cpu._kernels, f"shift {shift}: no {layout} kernel was built"
         for a, b in zip(got, plain, strict=True):
@@ -187,21 +187,6 @@ def test_arrays_shorter_than_a_line(monkeypatch, direct):
             got = fa.sigmoid.fused(x[:n], out=buffers("fused", n, np.float32, shift))
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=f"n {n} shift {shift}")
-
-
-def test_direct_stores_follow_the_cpu(monkeypatch):
-    monkeypatch.setattr(_cpu, "STREAM_DIRECT", None)
-    for cpu in STREAM_DIRECT_CPUS:
-        monkeypatch.setattr(_cpu, "_host_cpu", cpu)
-        assert _cpu.direct_stores()
-    monkeypatch.setattr(_cpu, "_host_cpu", "znver3")
-    assert not _cpu.direct_stores()
-    # The setting overrides the CPU either way.
-    monkeypatch.setattr(_cpu, "STREAM_DIRECT", True)
-    assert _cpu.direct_stores()
-    monkeypatch.setattr(_cpu, "STREAM_DIRECT", False)
-    monkeypatch.setattr(_cpu, "_host_cpu", next(iter(STREAM_DIRECT_CPUS)))
-    assert not _cpu.direct_stores()
 
 
 def test_stream_layout_needs_outputs_alike_within_a_line(monkeypatch):
