@@ -40,6 +40,17 @@ REDUCTION_LANES = 16
 # kernel (fused float32, both cores) ran at 21-24 GB/s from 6 MiB moved per
 # call upward, like main memory, and the streaming one overtook it between
 # 12 and 24 MiB (1.06x at 24, 1.5x from 96).
+# The block: on that VM (fused float32 at 2^24, both cores, medians of
+# 30-60 calls, one process per setting, alternating rounds), blocks of 256
+# bytes ran tanh 3-12% faster than 1 KiB, 512 from 2% slower to 12%
+# faster, and neither was faster for sigmoid, ReLU or the streaming
+# roofline beyond the spread between rounds, while the sizes just below
+# and between them fell off sharply: 128, 192 and 320 bytes (tanh 7.5-10.4
+# ms against 5.6-6.1, the streaming roofline 5.7-15 against 4.1-5.5) and,
+# for tanh and sigmoid, 384 (6.2-7.3 and 6.8-7.1 against 5.6-6.1 and
+# 5.2-5.9). 2 and 4 KiB were slower too (tanh 7.2-8.5 against 6.8 ms in
+# another run). So 1 KiB stays. Chunks: 2 or 32 per thread instead of 8
+# were no faster (tanh 5.7-6.4 and 5.8-6.2 ms against 5.9-6.1).
 STREAM_MIN_BYTES_MAX = 32 << 20
 STREAM_BLOCK_BYTES = 1 << 10
 STREAM_CHUNKS_PER_THREAD = 8

@@ -684,7 +684,11 @@ def builds_wide(loop: str, mode: str, stream: str | None) -> bool:
     The flat loops when ``wide_vectors()``, but not the direct streaming
     ones: LLVM inlines their parfor function into Numba's wrapper, whose
     attributes it keeps, so the hint did not reach them (and where it was
-    measured, streaming uses the blocks).
+    measured, streaming uses the blocks). Marking the parfor function
+    ``noinline`` kept the hint (its listing showed a 512-bit loop), but on
+    the Intel VM of ``WIDE_VECTOR_CPUS`` the calls then ran about 5x slower
+    (tanh 32 against 6.5 ms at 2^24 float32, 256- or 512-bit alike), with
+    scalar code running under a debugger.
     """
     return loop in FLAT_LOOPS and mode != "prelu_backward" and stream != "direct" and wide_vectors()
 
