@@ -39,6 +39,8 @@ from fastact._config import (
     STREAM_CHUNKS_PER_THREAD,
     STREAM_DIRECT_CPUS,
     STREAM_MIN_BYTES_MAX,
+    STREAM_PREFETCH_BYTES,
+    STREAM_PREFETCH_CPUS,
     WIDE_VECTOR_CPUS,
     X86_64,
 )
@@ -67,6 +69,11 @@ _cache_bytes: int | None = None
 # ``blocks``.
 STREAM_DIRECT: bool | None = None
 _host_cpu: str | None = None
+
+# Software prefetch of the inputs in the parallel blocks loops: True, False,
+# or None to choose by the CPU (STREAM_PREFETCH_CPUS, where it was measured
+# faster); part of the kernels' key.
+STREAM_PREFETCH: bool | None = None
 
 # 512-bit loops where LLVM would choose 256-bit ones: True, False, or None
 # to choose by the CPU (WIDE_VECTOR_CPUS, where it was measured faster).
@@ -344,6 +351,31 @@ def _stream_out(itemsize: int):
     return inline_jit(stream_out)
 
 
+def _prefetch_block(itemsize: int, block: int):
+    """``prefetch_block(ins, start, n)``: prefetch the inputs' block ``STREAM_PREFETCH_BYTES`` ahead.
+
+    One ``prefetch`` per 64-byte line of each input (``x``, and ``grad_out``
+    for ``backward``), for the elements ``[start + ahead, start + ahead +
+    block)`` that lie within the ``n`` elements.
+    """
+    from fastact._intrinsics import prefetch
+
+    u64 = np.uint64
+    ahead = u64(STREAM_PREFETCH_BYTES // itemsize)
+    line = 64 // itemsize
+    span = u64(block)
+
+    def prefetch_block(ins, start, n):
+        first = start + ahead
+        last = min(first + span, u64(n))
+        for k in range(first, last, line):
+            prefetch(ins[-1], k)
+            if len(ins) > 1:
+                prefetch(ins[0], k)
+
+    return inline_jit(prefetch_block)
+
+
 def _stream_parts(element, store):
     """The pieces both streaming loops share, as inlined functions.
 
@@ -366,7 +398,18 @@ def _stream_parts(element, store):
     return inline_jit(plain), inline_jit(share_out)
 
 
-def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize: int, wide: bool = False):
+def _streaming_loop(
+    f,
+    store,
+    loop: str,
+    m,
+    prange,
+    arity,
+    n_out: int,
+    itemsize: int,
+    wide: bool = False,
+    prefetch: bool = False,
+):
     """The flat loops for outputs that do not fit in the caches.
 
     Each thread computes a block of ``STREAM_BLOCK_BYTES`` per output into a
@@ -399,6 +442,10 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
     not, 32 or 64 bytes at a time, in blocks of 0.5-4 KiB. Copying the
     previous block piece by piece between sub-blocks of the next, to spread
     the stores out, was no faster (8.0-13.6 ns).
+
+    With ``prefetch`` each block first asks for its inputs'
+    ``STREAM_PREFETCH_BYTES`` ahead (``_prefetch_block``), so that they are
+    in L2 by the time the loop reaches them.
     """
     from fastact._intrinsics import store_fence
 
@@ -408,6 +455,7 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
     stream_out = _stream_out(itemsize)
     block = STREAM_BLOCK_BYTES // itemsize
     line_offset = _line_offset(itemsize)
+    prefetch_block = _prefetch_block(itemsize, block)
 
     def kernel(ins, outs, p, chunks):
         x = ins[-1]
@@ -426,6 +474,8 @@ def _streaming_loop(f, store, loop: str, m, prange, arity, n_out: int, itemsize:
             for b in range(c * per_chunk, min(blocks, (c + 1) * per_chunk)):
                 start = u64(head) + u64(b) * u64(block)
                 length = u64(min(block, rest - b * block))
+                if prefetch:
+                    prefetch_block(ins, start, n)
                 for j in range(length):
                     i = start + u64(j)
                     y, d = element(x, i, p)
@@ -589,7 +639,9 @@ def get_kernel(
     if stream and (loop not in FLAT_LOOPS or mode == "prelu_backward"):
         raise ValueError(f"no streaming kernel for the {loop!r} loop in mode {mode!r}")
     wide = builds_wide(loop, mode, stream)
-    key = (activation.name, dtype, mode, loop, parallel, stream, wide)  # arity follows from name and loop
+    prefetch = builds_prefetch(parallel, stream)
+    # arity follows from name and loop
+    key = (activation.name, dtype, mode, loop, parallel, stream, wide, prefetch)
     kernel = _kernels.get(key)
     if kernel is not None:
         return kernel
@@ -614,7 +666,9 @@ def get_kernel(
             elif stream == "blocks":
                 n_out = TRAFFIC[mode][1]
                 itemsize = np.dtype(dtype).itemsize
-                py = _streaming_loop(f, _store(mode), loop, m, loop_range, arity, n_out, itemsize, wide)
+                py = _streaming_loop(
+                    f, _store(mode), loop, m, loop_range, arity, n_out, itemsize, wide, prefetch
+                )
                 kernel = _jit(py, parallel)
             elif stream == "direct":
                 itemsize = np.dtype(dtype).itemsize
@@ -671,6 +725,20 @@ def _by_cpu(setting: bool | None, cpus: frozenset) -> bool:
 def direct_stores() -> bool:
     """Whether streaming calls store from the compute loop (``STREAM_DIRECT``, or by CPU)."""
     return _by_cpu(STREAM_DIRECT, STREAM_DIRECT_CPUS)
+
+
+def stream_prefetch() -> bool:
+    """Whether the parallel blocks loops prefetch their inputs (``STREAM_PREFETCH``, or by CPU)."""
+    return _by_cpu(STREAM_PREFETCH, STREAM_PREFETCH_CPUS)
+
+
+def builds_prefetch(parallel: bool, stream: str | None) -> bool:
+    """Whether the kernel of ``parallel`` and ``stream`` layout prefetches its inputs.
+
+    The parallel ``blocks`` loops when ``stream_prefetch()``: on one core
+    it was measured slower (see ``STREAM_PREFETCH_BYTES``).
+    """
+    return parallel and stream == "blocks" and stream_prefetch()
 
 
 def wide_vectors() -> bool:

@@ -1,7 +1,7 @@
 """LLVM intrinsics for the CPU kernels.
 
 ``pin``, ``pin_bits``, ``fma``, ``stream_vector``, ``stream_element``,
-``store_fence`` and ``prefer_wide_vectors``.
+``store_fence``, ``prefetch`` and ``prefer_wide_vectors``.
 
 ``pin(v)``: ``v`` unchanged, but opaque to LLVM's constant folding. A float
 constant in a kernel is an LLVM constant, and with the large code model of
@@ -34,6 +34,9 @@ twice. Those sums ask for the FMA by name.
 ``stream_vector``, ``stream_element`` and ``store_fence``: the
 non-temporal stores of the streaming kernels (``fastact._cpu``), and the
 fence that orders them.
+
+``prefetch``: a hint to bring a line of an input into L2 ahead of its use,
+for the streaming kernels.
 
 ``prefer_wide_vectors``: 512-bit loops on CPUs where LLVM would otherwise
 choose 256-bit ones (``fastact._cpu.wide_vectors``).
@@ -227,6 +230,35 @@ def stream_element(dst, k, value):
     ``dst``.
     """
     _stream_element(dst, k, value)
+
+
+@intrinsic
+def _prefetch(typingctx, src, k):
+    if not (isinstance(src, types.Array) and src.ndim == 1 and isinstance(k, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from numba.core import cgutils
+
+        src_ty = sig.args[0]
+        array = context.make_array(src_ty)(context, builder, value=args[0])
+        ptr = cgutils.get_item_pointer(context, builder, src_ty, array, [args[1]], wraparound=False)
+        i32 = ir.IntType(32)
+        byte_ptr = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch.p0", fnty=fnty)
+        # A read (0), kept in the caches but the closest (locality 2 of 3:
+        # prefetcht1 on x86), of data (1).
+        builder.call(fn, [builder.bitcast(ptr, byte_ptr), i32(0), i32(2), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(src, k), codegen
+
+
+@register_jitable
+def prefetch(src, k):
+    """Ask for the line holding ``src[k]`` (``k`` within the array) in L2; no effect on values."""
+    _prefetch(src, k)
 
 
 # The vector width, in bits, that ``prefer_wide_vectors`` asks LLVM for.

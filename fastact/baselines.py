@@ -286,8 +286,8 @@ def roofline(x, y, d=None, *, g=None, mode="fused"):
 _STREAMING_ROOFLINE = {}
 
 
-def _streaming_roofline_kernel(mode, dtype, layout, wide):
-    key = (mode, dtype, layout, wide)
+def _streaming_roofline_kernel(mode, dtype, layout, wide, prefetch):
+    key = (mode, dtype, layout, wide, prefetch)
     kernel = _STREAMING_ROOFLINE.get(key)
     if kernel is not None:
         return kernel
@@ -308,7 +308,9 @@ def _streaming_roofline_kernel(mode, dtype, layout, wide):
         loop = _cpu._direct_loop(trivial, store, stream, "elementwise", m, prange, 0, dtype.itemsize)
     else:
         n_out = TRAFFIC[mode][1]
-        loop = _cpu._streaming_loop(trivial, store, "elementwise", m, prange, 0, n_out, dtype.itemsize, wide)
+        loop = _cpu._streaming_loop(
+            trivial, store, "elementwise", m, prange, 0, n_out, dtype.itemsize, wide, prefetch
+        )
     kernel = _STREAMING_ROOFLINE[key] = _cpu._jit(loop, parallel=True)
     return kernel
 
@@ -320,7 +322,8 @@ def roofline_stream(x, y, d=None, *, g=None, mode="fused"):
     non-temporal stores (no read-for-ownership), through a small per-thread
     block buffer or straight from the compute loop, whichever it would
     choose for these outputs (``fastact._cpu.stream_layout``), with the
-    same vector width (``fastact._cpu.wide_vectors``). This kernel
+    same vector width (``fastact._cpu.wide_vectors``) and the same prefetch
+    of the inputs (``fastact._cpu.builds_prefetch``). This kernel
     does the same with y = -x and f' = x + 1 (``forward``: y = -x;
     ``derivative``: x + 1; ``fused``: both; ``backward``: g * (x + 1)), at
     every size, so the time fastact takes beyond it is its arithmetic.
@@ -330,7 +333,8 @@ def roofline_stream(x, y, d=None, *, g=None, mode="fused"):
     ins = (g.reshape(-1), x.reshape(-1)) if mode == "backward" else (x.reshape(-1),)
     outs = (y.reshape(-1), d.reshape(-1)) if mode == "fused" else (y.reshape(-1),)
     layout = _cpu.stream_layout(outs, x.dtype.itemsize)
-    kernel = _streaming_roofline_kernel(mode, x.dtype, layout, _cpu.builds_wide("elementwise", mode, layout))
+    wide = _cpu.builds_wide("elementwise", mode, layout)
+    kernel = _streaming_roofline_kernel(mode, x.dtype, layout, wide, _cpu.builds_prefetch(True, layout))
     _runtime.configure()
     with _runtime.parallel_launch():
         kernel(ins, outs, (), _cpu.stream_chunks(True))

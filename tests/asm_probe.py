@@ -24,6 +24,8 @@ LABEL = re.compile(r"^(\.LBB\w+):", re.M)
 # the integer one where the last operation on the value was a bitwise one
 # (tanh's sign).
 NONTEMPORAL = re.compile(r"^\s*vmovnt(?:ps|pd|dq)\s+%[yz]mm", re.M)
+# A software prefetch into L2 (fastact._intrinsics.prefetch).
+PREFETCH = re.compile(r"^\s*prefetcht1\s", re.M)
 # A constant-pool address built inside a loop (Numba's JIT uses the large code
 # model): the constant is re-loaded on every iteration instead of staying in
 # a register (see fastact._intrinsics).
@@ -114,7 +116,8 @@ def main():
     # Streaming kernels (non-temporal stores), forced on, in both layouts
     # (blocks, and direct stores into outputs that start on a 64-byte
     # line): fused for the four elementwise activations, every mode of tanh.
-    _cpu.STREAMING, _cpu.STREAM_MIN_BYTES = True, 0
+    # The blocks prefetch their inputs (in the parallel build) whatever the CPU.
+    _cpu.STREAMING, _cpu.STREAM_MIN_BYTES, _cpu.STREAM_PREFETCH = True, 0, True
     n = 1 << 16
     x = np.linspace(-5, 5, n).astype(np.float32)
     for direct in (False, True):
@@ -130,7 +133,7 @@ def main():
     _cpu.WIDE_VECTORS = not _cpu.wide_vectors()
     fa.sigmoid.fused(x)
     fa.tanh.fused(x)
-    for (name, _dtype, mode, loop, parallel, stream, wide), kernel in _cpu._kernels.items():
+    for (name, _dtype, mode, loop, parallel, stream, wide, prefetch), kernel in _cpu._kernels.items():
         for asm in kernel.inspect_asm().values():
             bodies = functions(asm)
             # A parallel kernel's loop is outlined into a "parfor gufunc"
@@ -146,6 +149,8 @@ def main():
                         "kernel": f"{name}/{mode}/{loop}/{'parallel' if parallel else 'serial'}"
                         + {None: "", "blocks": "/stream", "direct": "/direct"}[stream],
                         "wide": wide,
+                        "prefetch": prefetch,
+                        "prefetches": sum(len(PREFETCH.findall(b)) for b in loops),
                         "loop_functions": len(loops),
                         "packed": sum(len(PACKED.findall(b)) for b in loops),
                         "packed_512": sum(len(PACKED_512.findall(b)) for b in loops),

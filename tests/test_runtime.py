@@ -111,7 +111,7 @@ def test_first_call_compiles_and_the_disk_cache_serves_the_next_process(tmp_path
         from fastact import _cpu
         fa.sigmoid.fused(np.linspace(-3, 3, 100, dtype=np.float32))
         wide = _cpu.wide_vectors()
-        k = _cpu._kernels[("sigmoid", np.dtype("float32"), "fused", "elementwise", False, None, wide)]
+        k = _cpu._kernels[("sigmoid", np.dtype("float32"), "fused", "elementwise", False, None, wide, False)]
         print(sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))
     """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))

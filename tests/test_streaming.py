@@ -61,11 +61,16 @@ def as_tuple(result):
     return result if isinstance(result, tuple) else (result,)
 
 
-@pytest.fixture(params=[False, True], ids=["blocks", "direct"])
+@pytest.fixture(
+    params=[(False, False), (False, True), (True, False)], ids=["blocks", "blocks-prefetch", "direct"]
+)
 def direct(request, monkeypatch):
-    """Both streaming layouts: the blocks, and direct stores where the outputs allow."""
-    monkeypatch.setattr(_cpu, "STREAM_DIRECT", request.param)
-    return request.param
+    """Both streaming layouts: the blocks (with and without the prefetch of
+    the inputs), and direct stores where the outputs allow."""
+    direct, prefetch = request.param
+    monkeypatch.setattr(_cpu, "STREAM_DIRECT", direct)
+    monkeypatch.setattr(_cpu, "STREAM_PREFETCH", prefetch)
+    return direct
 
 
 @pytest.fixture
@@ -106,6 +111,7 @@ def test_streaming_gives_the_plain_loops_bits(name, mode, dtype, n, monkeypatch,
             parallel,
             layout,
             _cpu.builds_wide(loop, mode, layout),
+            _cpu.builds_prefetch(parallel, layout),
         )
         assert key in _cpu._kernels, f"shift {shift}: no {layout} kernel was built"
         for a, b in zip(got, plain, strict=True):

@@ -10,7 +10,7 @@ import pytest
 
 import fastact as fa
 from fastact import _cpu
-from fastact._config import STREAM_DIRECT_CPUS, WIDE_VECTOR_CPUS
+from fastact._config import STREAM_DIRECT_CPUS, STREAM_PREFETCH_CPUS, WIDE_VECTOR_CPUS
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,8 @@ from fastact._config import STREAM_DIRECT_CPUS, WIDE_VECTOR_CPUS
         ("STREAM_DIRECT", _cpu.direct_stores, STREAM_DIRECT_CPUS, "znver3"),
         # 512-bit loops; a Zen 4 gets them from LLVM's own choice.
         ("WIDE_VECTORS", _cpu.wide_vectors, WIDE_VECTOR_CPUS, "znver4"),
+        # Prefetching the streaming loops' inputs: measured on one CPU only.
+        ("STREAM_PREFETCH", _cpu.stream_prefetch, STREAM_PREFETCH_CPUS, "znver4"),
     ],
 )
 def test_cpu_choices_follow_the_cpu_unless_set(monkeypatch, setting, choice, cpus, other_cpu):
@@ -63,7 +65,7 @@ def test_wide_build_gives_the_same_bits(monkeypatch, name, dtype, kw):
     for wide in (False, True):
         monkeypatch.setattr(_cpu, "WIDE_VECTORS", wide)
         results[wide] = (*act.fused(x, **kw), act.backward(g, x, **kw))
-        key = (name, np.dtype(dtype), "fused", "random" if kw else "elementwise", True, None, wide)
+        key = (name, np.dtype(dtype), "fused", "random" if kw else "elementwise", True, None, wide, False)
         assert key in _cpu._kernels
     for a, b in zip(results[False], results[True], strict=True):
         np.testing.assert_array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}"))

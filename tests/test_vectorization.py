@@ -50,6 +50,14 @@ def test_streaming_kernels_store_whole_vectors_non_temporally(report, layout):
     assert not others, others
 
 
+def test_only_the_parallel_blocks_prefetch_their_inputs(report):
+    # The probe builds the blocks with the prefetch on (fastact._cpu.STREAM_PREFETCH).
+    prefetching = {r["kernel"] for r in report if r["prefetches"]}
+    assert prefetching == {r["kernel"] for r in report if r["kernel"].endswith("/parallel/stream")}
+    assert len(prefetching) == 7
+    assert all(r["prefetch"] == (r["kernel"] in prefetching) for r in report)
+
+
 def test_smooth_kernels_keep_their_constants_out_of_the_loop(report):
     # Their constants are pinned (fastact._intrinsics: pin, and pin_bits for the
     # integer masks), so no loop re-loads or re-broadcasts one from the constant
