@@ -59,14 +59,15 @@ STREAM_CHUNKS_PER_THREAD = 8
 # names) in STREAM_PREFETCH_CPUS. On the Intel VM above (2^24 float32, the
 # blocks kernels with and without it alternating in one process, medians
 # of 96 calls), on both cores: tanh fused 6.06 -> 5.42 and 6.15 -> 5.51 ms
-# in two runs (6.13 -> 5.39 in a third, backward 5.48 -> 5.06), sigmoid 6.05 -> 5.26 and 5.97 ->
-# 5.30, ReLU 5.13 -> 4.12 and 5.25 -> 4.35, Leaky ReLU 4.76 -> 4.10 and
-# 5.23 -> 4.27; 8 and 32 KiB ahead did as well within 0.1 ms. In three
-# later runs of the same kind, which also timed PyTorch's out= pair, tanh
-# took 0.89x, 1.00x and 0.97x as long with it, sigmoid 0.92x, 0.96x and
-# 0.97x, ReLU and Leaky ReLU 0.76-0.83x. On one core
-# it did not pay: tanh and sigmoid backward took 1.07-1.19x as long, fused
-# 1.01-1.06x (ReLU backward 0.85-0.87x), so the serial build goes without.
+# in two runs (6.13 -> 5.39 in a third, backward 5.48 -> 5.06), sigmoid
+# 6.05 -> 5.26 and 5.97 -> 5.30, ReLU 5.13 -> 4.12 and 5.25 -> 4.35, Leaky
+# ReLU 4.76 -> 4.10 and 5.23 -> 4.27; 8 and 32 KiB ahead did as well
+# within 0.1 ms. In three later runs of the same kind, which also timed
+# PyTorch's out= pair, tanh took 0.89x, 1.00x and 0.97x as long with it,
+# sigmoid 0.92x, 0.96x and 0.97x, ReLU and Leaky ReLU 0.76-0.83x. On one
+# core it did not pay: tanh and sigmoid backward took 1.07-1.19x as long,
+# fused 1.01-1.06x (ReLU backward 0.85-0.87x), so the serial build goes
+# without.
 STREAM_PREFETCH_BYTES = 16 << 10
 STREAM_PREFETCH_CPUS = frozenset({"rocketlake"})
 

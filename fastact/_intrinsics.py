@@ -131,6 +131,14 @@ def fma(a, b, c):
 STREAM_BYTES = 32
 
 
+def _item_pointer(context, builder, ty, array, index):
+    """The address of element ``index`` of the 1-D array ``array`` of Numba type ``ty``."""
+    from numba.core import cgutils
+
+    view = context.make_array(ty)(context, builder, value=array)
+    return cgutils.get_item_pointer(context, builder, ty, view, [index], wraparound=False)
+
+
 def _store_nontemporal(builder, value, ptr, align):
     """Emit ``*ptr = value`` marked ``!nontemporal``, claiming ``align`` bytes."""
     store = builder.store(value, ptr, align=align)
@@ -152,16 +160,12 @@ def _stream_vector(typingctx, dst, k, src, j):
         return None
 
     def codegen(context, builder, sig, args):
-        from numba.core import cgutils
-
         dst_ty, _, src_ty, _ = sig.args
         item = context.get_data_type(dst_ty.dtype)
         vector = ir.VectorType(item, STREAM_BYTES // context.get_abi_sizeof(item)).as_pointer()
 
         def address(ty, value, index):
-            array = context.make_array(ty)(context, builder, value=value)
-            ptr = cgutils.get_item_pointer(context, builder, ty, array, [index], wraparound=False)
-            return builder.bitcast(ptr, vector)
+            return builder.bitcast(_item_pointer(context, builder, ty, value, index), vector)
 
         value = builder.load(address(src_ty, args[2], args[3]), align=context.get_abi_sizeof(item))
         _store_nontemporal(builder, value, address(dst_ty, args[0], args[1]), STREAM_BYTES)
@@ -201,11 +205,8 @@ def _stream_element(typingctx, dst, k, value):
         return None
 
     def codegen(context, builder, sig, args):
-        from numba.core import cgutils
-
         dst_ty, _, value_ty = sig.args
-        array = context.make_array(dst_ty)(context, builder, value=args[0])
-        ptr = cgutils.get_item_pointer(context, builder, dst_ty, array, [args[1]], wraparound=False)
+        ptr = _item_pointer(context, builder, dst_ty, args[0], args[1])
         item = context.cast(builder, args[2], value_ty, dst_ty.dtype)
         _store_nontemporal(builder, item, ptr, LINE_BYTES)
         return context.get_dummy_value()
@@ -238,11 +239,7 @@ def _prefetch(typingctx, src, k):
         return None
 
     def codegen(context, builder, sig, args):
-        from numba.core import cgutils
-
-        src_ty = sig.args[0]
-        array = context.make_array(src_ty)(context, builder, value=args[0])
-        ptr = cgutils.get_item_pointer(context, builder, src_ty, array, [args[1]], wraparound=False)
+        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
         i32 = ir.IntType(32)
         byte_ptr = ir.IntType(8).as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32])
