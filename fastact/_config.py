@@ -33,24 +33,31 @@ REDUCTION_LANES = 16
 
 # Streaming (non-temporal) stores for outputs that do not fit in the caches:
 # the most that the threshold (bytes of inputs and outputs together per call,
-# otherwise the last-level cache's size) may be, the block written per
-# output, and the chunks of blocks per thread (for balance between threads).
+# otherwise the last-level cache's size) may be, the bytes of outputs that a
+# block of the blocks loops computes (all its outputs together: 512 per
+# output for ``fused``, 1 KiB for the one-output modes), and the chunks of
+# blocks per thread (for balance between threads).
 # The cap: a server's last-level cache is shared with every other core and
 # tenant. On a 2-core VM whose sysfs showed a 480 MiB L3, the plain roofline
 # kernel (fused float32, both cores) ran at 21-24 GB/s from 6 MiB moved per
 # call upward, like main memory, and the streaming one overtook it between
 # 12 and 24 MiB (1.06x at 24, 1.5x from 96).
-# The block: on that VM (fused float32 at 2^24, both cores, medians of
-# 30-60 calls, one process per setting, alternating rounds), blocks of 256
-# bytes ran tanh 3-12% faster than 1 KiB, 512 from 2% slower to 12%
-# faster, and neither was faster for sigmoid, ReLU or the streaming
-# roofline beyond the spread between rounds, while the sizes just below
-# and between them fell off sharply: 128, 192 and 320 bytes (tanh 7.5-10.4
-# ms against 5.6-6.1, the streaming roofline 5.7-15 against 4.1-5.5) and,
-# for tanh and sigmoid, 384 (6.2-7.3 and 6.8-7.1 against 5.6-6.1 and
-# 5.2-5.9). 2 and 4 KiB were slower too (tanh 7.2-8.5 against 6.8 ms in
-# another run). So 1 KiB stays. Chunks: 2 or 32 per thread instead of 8
-# were no faster (tanh 5.7-6.4 and 5.8-6.2 ms against 5.9-6.1).
+# The block, on that VM (2^24 float32, medians of 32-40 calls, one process
+# per setting, alternating rounds). Before the inputs were prefetched (see
+# below), 256 or 512 bytes per output ran fused tanh 3-12% faster than 1
+# KiB per output or from 2% slower, and sigmoid, ReLU and the streaming
+# roofline no faster, while 128, 192, 320 and 384 bytes (tanh up to 10.4
+# ms against 5.6-6.1) and 2 or 4 KiB were slower. With the
+# prefetch, on both cores, fused tanh took 5.15, 5.05 and 5.29 ms with 512
+# bytes per output against 5.90, 5.96 and 6.45 with 1 KiB (256 bytes: 4.71,
+# 4.80, 5.59), sigmoid 4.55, 4.51 and 4.79 against 5.49, 5.27 and 5.72,
+# ReLU and the streaming roofline 3.9-4.5 ms with any of the three. But with
+# one output per block, 512 bytes did not pay: on one thread tanh and
+# sigmoid forward and tanh's derivative took 11.3-12.1 ms against 7.7-9.3
+# with 1 KiB (fused: 10.9-11.9 against 11.7-12.4), and on both cores 256
+# bytes took ReLU backward 5.3 ms against 4.4-4.7. So a block holds 1 KiB
+# of outputs, whatever their number. Chunks: 2 or 32 per thread instead of
+# 8 were no faster (tanh 5.7-6.4 and 5.8-6.2 ms against 5.9-6.1).
 STREAM_MIN_BYTES_MAX = 32 << 20
 STREAM_BLOCK_BYTES = 1 << 10
 STREAM_CHUNKS_PER_THREAD = 8

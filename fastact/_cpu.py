@@ -351,6 +351,16 @@ def _stream_out(itemsize: int):
     return inline_jit(stream_out)
 
 
+def stream_block(itemsize: int, n_out: int) -> int:
+    """Elements per block of ``_streaming_loop`` with ``n_out`` outputs of ``itemsize`` bytes.
+
+    ``STREAM_BLOCK_BYTES`` is the size of a block's outputs together, so a
+    fused kernel's block holds half the elements of a forward one's (see
+    ``fastact._config``).
+    """
+    return STREAM_BLOCK_BYTES // (itemsize * n_out)
+
+
 def _prefetch_block(itemsize: int, block: int):
     """``prefetch_block(ins, start, n)``: prefetch the inputs' block ``STREAM_PREFETCH_BYTES`` ahead.
 
@@ -412,8 +422,9 @@ def _streaming_loop(
 ):
     """The flat loops for outputs that do not fit in the caches.
 
-    Each thread computes a block of ``STREAM_BLOCK_BYTES`` per output into a
-    buffer of its own, which stays in L1, and copies the block out with
+    Each thread computes a block (``stream_block``: ``STREAM_BLOCK_BYTES``
+    of outputs in all) into a buffer of its own, which stays in L1, and
+    copies the block out with
     non-temporal stores: an ordinary store to a line that is not cached
     first reads the line (read-for-ownership), so a fused kernel moved 20
     bytes per float32 element instead of 12. Each output's lines of a block
@@ -453,7 +464,7 @@ def _streaming_loop(
     element = _element(f, loop, m, arity, wide=wide)
     plain, share_out = _stream_parts(element, store)
     stream_out = _stream_out(itemsize)
-    block = STREAM_BLOCK_BYTES // itemsize
+    block = stream_block(itemsize, n_out)
     line_offset = _line_offset(itemsize)
     prefetch_block = _prefetch_block(itemsize, block)
 
