@@ -35,8 +35,9 @@ REDUCTION_LANES = 16
 # the most that the threshold (bytes of inputs and outputs together per call,
 # otherwise the last-level cache's size) may be, the bytes of outputs that a
 # block of the blocks loops computes (all its outputs together: 512 per
-# output for ``fused``, 1 KiB for the one-output modes), and the chunks of
-# blocks per thread (for balance between threads).
+# output for ``fused``, 1 KiB for the one-output modes; the direct loops,
+# which have no buffer, share out whole blocks of it per output), and the
+# chunks of blocks per thread (for balance between threads).
 # The cap: a server's last-level cache is shared with every other core and
 # tenant. On a 2-core VM whose sysfs showed a 480 MiB L3, the plain roofline
 # kernel (fused float32, both cores) ran at 21-24 GB/s from 6 MiB moved per
